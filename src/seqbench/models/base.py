@@ -1,0 +1,97 @@
+"""The sequence-model contract every zoo model follows.
+
+    y = model(x)                      # x: (B, L, d_in) float -> y: (B, L, d_out)
+    model.causal                      # True: y[:, t] depends only on x[:, :t+1]
+    model.receptive_field             # int (steps of input seen by one output), or None if unbounded
+    state = model.init_state(B)       # streaming (causal models that support it)
+    y_t, state = model.step(x_t, state)   # x_t: (B, d_in) -> y_t: (B, d_out), equals model(x)[:, t]
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqbench.errors import SeqbenchError
+
+
+class SeqModel(nn.Module):
+    """Base class: input checks, capability flags and the streaming interface."""
+
+    causal: bool = True
+    supports_step: bool = False
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True):
+        super().__init__()
+        for label, v in (("d_in", d_in), ("d_out", d_out)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
+        self.d_in, self.d_out, self.causal = d_in, d_out, bool(causal)
+
+    @property
+    def receptive_field(self) -> int | None:
+        return None
+
+    def describe(self) -> str:
+        """A short human description of the model's shape, e.g. '8 levels x 25, k=7'."""
+        return ""
+
+    def check_input(self, x: torch.Tensor, *, step: bool = False) -> None:
+        """Raise a one-line SeqbenchError for a wrong shape or dtype."""
+        want = "(B, d_in)" if step else "(B, L, d_in)"
+        ndim = 2 if step else 3
+        if not isinstance(x, torch.Tensor):
+            raise SeqbenchError(f"expected a torch.Tensor of shape {want}, got {type(x).__name__}")
+        if x.dim() != ndim or x.shape[-1] != self.d_in:
+            raise SeqbenchError(
+                f"{type(self).__name__} expects input of shape {want} with d_in={self.d_in}, "
+                f"got {tuple(x.shape)}; reshape to (batch, length, features)" if not step else
+                f"{type(self).__name__}.step expects input of shape {want} with d_in={self.d_in}, "
+                f"got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise SeqbenchError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}; "
+                                "convert with x.float()")
+
+    # -- streaming ---------------------------------------------------------------------------
+    def init_state(self, batch_size: int = 1) -> Any:
+        raise SeqbenchError(self._no_step_reason())
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        raise SeqbenchError(self._no_step_reason())
+
+    def _no_step_reason(self) -> str:
+        if not self.causal:
+            return (f"{type(self).__name__} was built with causal=False: a non-causal model sees the "
+                    "future and cannot stream; build it with causal=True")
+        return f"{type(self).__name__} does not support step-by-step streaming"
+
+
+def count_params(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters; weight-normed convs count g and v, as stored."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+
+
+def empirical_receptive_field(model: SeqModel, length: int, *, batch: int = 2, seed: int = 0) -> int:
+    """Measure how many input steps influence the last output, by a gradient probe.
+
+    Runs the model in eval mode in float64 on random input of ``length`` steps and counts the
+    span of input positions whose gradient w.r.t. y[:, -1] is non-zero (for non-causal models,
+    the output at the middle of the sequence). Returns that span (a lower bound if ``length``
+    is shorter than the true receptive field).
+    """
+    was_training = model.training
+    orig_dtype = next(model.parameters()).dtype
+    model.eval().double()
+    try:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, length, model.d_in, generator=g, dtype=torch.float64, requires_grad=True)
+        y = model(x)
+        t = length - 1 if model.causal else length // 2
+        y[:, t].sum().backward()
+        nz = (x.grad.abs().sum(dim=(0, 2)) > 0).nonzero().flatten()
+        return int(nz.max() - nz.min() + 1) if len(nz) else 0
+    finally:
+        model.to(orig_dtype).train(was_training)

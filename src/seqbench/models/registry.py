@@ -1,0 +1,85 @@
+"""Model registry: ``@register_model`` on a SeqModel class, ``create_model`` to build one."""
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from dataclasses import dataclass
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
+from seqbench.utils import parse_count, suggest
+
+_MODELS: dict[str, "ModelEntry"] = {}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cls: type[SeqModel]
+    width_arg: str          # the config key the budget solver scales (e.g. "hidden")
+    summary: str
+
+    def config_keys(self) -> list[str]:
+        sig = inspect.signature(self.cls.__init__)
+        return [p for p in sig.parameters if p not in ("self", "d_in", "d_out", "causal")]
+
+
+def register_model(name: str, *, width_arg: str = "hidden"):
+    """Class decorator adding a model to the zoo under ``name`` (refuses duplicates)."""
+    def wrap(cls: type[SeqModel]) -> type[SeqModel]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _MODELS[name] = ModelEntry(name, cls, width_arg, doc[0] if doc else "")
+        return cls
+    return wrap
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    _ensure_loaded()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _MODELS:
+        raise SeqbenchError(f"unknown model {name!r}{suggest(name, list(_MODELS))}; "
+                            f"choose one of: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
+
+
+def create_model(name: str, d_in: int, d_out: int, *, params: int | str | None = None,
+                 causal: bool = True, **cfg) -> SeqModel:
+    """Build a zoo model mapping (B, L, d_in) -> (B, L, d_out).
+
+    ``params=N`` (or "70k") solves the model's width so its parameter count lands within 5% of N
+    (see ``seqbench.models.budget``); other keyword arguments set the architecture (``levels``,
+    ``kernel_size``, ``dropout``...). Unknown keywords raise an error listing the valid ones.
+    """
+    entry = get_model_entry(name)
+    valid = entry.config_keys()
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
+                            f"valid options: {', '.join(valid)}")
+    if params is not None:
+        from seqbench.models.budget import solve_width_for_budget
+        if entry.width_arg in cfg:
+            raise SeqbenchError(f"give either params= or {entry.width_arg}= for {name!r}, not both")
+        cfg[entry.width_arg] = solve_width_for_budget(name, d_in, d_out, parse_count(params),
+                                                      causal=causal, **cfg).width
+    model = entry.cls(d_in=d_in, d_out=d_out, causal=causal, **cfg)
+    model.config = {"name": name, "d_in": d_in, "d_out": d_out, "causal": causal, **cfg}
+    return model
+
+
+def model_from_config(config: dict) -> SeqModel:
+    """Rebuild a model from its ``model.config`` (e.g. stored beside a checkpoint)."""
+    cfg = dict(config)
+    return create_model(cfg.pop("name"), cfg.pop("d_in"), cfg.pop("d_out"), **cfg)
+
+
+def _ensure_loaded() -> None:
+    # Importing the zoo modules runs their @register_model decorators.
+    import seqbench.models.zoo  # noqa: F401

@@ -1,0 +1,73 @@
+"""Recurrent baselines: LSTM, GRU and Elman RNN (torch's native modules) with a linear readout.
+
+``causal=False`` makes them bidirectional (the readout sees both directions).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
+from seqbench.models.registry import register_model
+
+
+class _Recurrent(SeqModel):
+    rnn_cls: type[nn.RNNBase]
+    supports_step = True
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 128, layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__(d_in, d_out, causal)
+        if hidden < 1 or layers < 1:
+            raise SeqbenchError(f"{type(self).__name__.lower()} needs hidden and layers >= 1, "
+                                f"got hidden={hidden}, layers={layers}")
+        self.hidden, self.layers = hidden, layers
+        self.rnn = self.rnn_cls(d_in, hidden, layers, batch_first=True,
+                                dropout=dropout if layers > 1 else 0.0, bidirectional=not causal)
+        self.head = nn.Linear(hidden * (1 if causal else 2), d_out)
+
+    def describe(self) -> str:
+        return f"{self.layers} layer{'s' * (self.layers > 1)} x {self.hidden}" + \
+            ("" if self.causal else ", bidirectional")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        out, _ = self.rnn(x)  # (B, L, H * directions)
+        return self.head(out)
+
+    def init_state(self, batch_size: int = 1):
+        if not self.causal:
+            return super().init_state(batch_size)
+        p = self.head.weight
+        h = torch.zeros(self.layers, batch_size, self.hidden, device=p.device, dtype=p.dtype)
+        return (h, h.clone()) if isinstance(self.rnn, nn.LSTM) else h
+
+    def step(self, x_t: torch.Tensor, state):
+        if not self.causal:
+            return super().step(x_t, state)
+        if x_t.dim() == 3:  # a chunk (B, C, d_in)
+            self.check_input(x_t)
+            out, state = self.rnn(x_t, state)
+            return self.head(out), state
+        self.check_input(x_t, step=True)
+        out, state = self.rnn(x_t.unsqueeze(1), state)  # (B, 1, H)
+        return self.head(out[:, 0]), state
+
+
+@register_model("lstm")
+class LSTM(_Recurrent):
+    """Long short-term memory network (torch.nn.LSTM) with a linear readout."""
+    rnn_cls = nn.LSTM
+
+
+@register_model("gru")
+class GRU(_Recurrent):
+    """Gated recurrent unit network (torch.nn.GRU) with a linear readout."""
+    rnn_cls = nn.GRU
+
+
+@register_model("rnn")
+class RNN(_Recurrent):
+    """Elman RNN with tanh (torch.nn.RNN) and a linear readout."""
+    rnn_cls = nn.RNN

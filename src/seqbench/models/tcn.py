@@ -1,0 +1,96 @@
+"""Temporal convolutional network (Bai, Kolter, Koltun 2018, arXiv:1803.01271, Sec. 3).
+
+A stack of residual blocks; block i has dilation 2^i and two [weight-normed dilated Conv1d ->
+ReLU -> dropout] layers, plus a 1x1 conv on the residual path when the width changes.
+
+Differences from the reference scripts, on purpose:
+* Causal padding is applied on the left only, so no output is computed and then chopped.
+* Initialization. The original ``weight.data.normal_(0, 0.01)`` runs after weight norm is
+  attached and is a no-op (the weight is recomputed from g and v on every forward). Here the
+  init is drawn into the conv weight *before* weight norm is attached, so the direction v is that
+  draw and g = ||v|| per output channel: the effective weight at step 0 is exactly the draw.
+  The draw is U(-1/sqrt(fan_in), 1/sqrt(fan_in)). We measured the alternatives on the adding
+  problem (T=100, 750 Adam steps, seed 0; valid MSE, trivial 0.1767): this init 0.011,
+  LeCun normal 0.039, He normal 0.13, and the paper's N(0, 0.01), made effective, 0.17 (it
+  never left the plateau, even at T=20). See README, "TCN initialization".
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from seqbench.models.base import SeqModel
+from seqbench.models.registry import register_model
+
+def init_uniform_fan_in(weight: torch.Tensor) -> torch.Tensor:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in place; fan_in = in_channels * kernel_size."""
+    bound = 1.0 / math.sqrt(weight[0].numel())
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+def _wn_conv(c_in: int, c_out: int, kernel_size: int, dilation: int) -> nn.Conv1d:
+    conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
+    init_uniform_fan_in(conv.weight)  # before weight_norm, so v = this draw and g = ||v||
+    return weight_norm(conv)
+
+
+class TemporalBlock(nn.Module):
+    """Residual block: two dilated convs, each followed by ReLU and dropout."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, dropout: float,
+                 causal: bool):
+        super().__init__()
+        total = (kernel_size - 1) * dilation
+        # causal: all padding on the left; otherwise centred (any odd step goes to the past)
+        self.padding = (total, 0) if causal else (total - total // 2, total // 2)
+        self.conv1 = _wn_conv(c_in, c_out, kernel_size, dilation)
+        self.conv2 = _wn_conv(c_out, c_out, kernel_size, dilation)
+        self.dropout = nn.Dropout(dropout)
+        self.downsample = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, L)
+        h = self.dropout(F.relu(self.conv1(F.pad(x, self.padding))))
+        h = self.dropout(F.relu(self.conv2(F.pad(h, self.padding))))  # (B, C_out, L)
+        res = x if self.downsample is None else self.downsample(x)
+        return F.relu(h + res)
+
+
+@register_model("tcn", width_arg="hidden")
+class TCN(SeqModel):
+    """Temporal convolutional network: dilated residual conv blocks (Bai et al. 2018)."""
+
+    supports_step = False
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 25, levels: int = 8,
+                 kernel_size: int = 7, dropout: float = 0.0):
+        super().__init__(d_in, d_out, causal)
+        if levels < 1 or kernel_size < 1 or hidden < 1:
+            from seqbench.errors import SeqbenchError
+            raise SeqbenchError(f"tcn needs levels, kernel_size and hidden >= 1, got "
+                                f"levels={levels}, kernel_size={kernel_size}, hidden={hidden}")
+        self.hidden, self.levels, self.kernel_size = hidden, levels, kernel_size
+        self.dilations = [2 ** i for i in range(levels)]
+        self.blocks = nn.ModuleList(
+            TemporalBlock(d_in if i == 0 else hidden, hidden, kernel_size, d, dropout, causal)
+            for i, d in enumerate(self.dilations))
+        self.head = nn.Linear(hidden, d_out)
+
+    @property
+    def receptive_field(self) -> int:
+        # two convs per block, each extending the window by (k-1)*d: 1 + 2(k-1)(2^n - 1)
+        return 1 + 2 * (self.kernel_size - 1) * sum(self.dilations)
+
+    def describe(self) -> str:
+        return f"{self.levels} levels x {self.hidden}, k={self.kernel_size}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        h = x.transpose(1, 2)  # (B, d_in, L)
+        for block in self.blocks:
+            h = block(h)  # (B, hidden, L)
+        return self.head(h.transpose(1, 2))  # (B, L, d_out)

@@ -1,0 +1,116 @@
+"""The task contract: data (seeded, per batch), loss, metric, trivial baseline, paper numbers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from seqbench.errors import SeqbenchError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+
+    @property
+    def direction(self) -> str:
+        return "max" if self.higher_is_better else "min"
+
+    def better(self, a: float, b: float) -> bool:
+        """True if value ``a`` is strictly better than ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+
+@dataclass(frozen=True)
+class PaperReference:
+    """Published results for a task, by model name, with where they come from."""
+    values: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+class Task:
+    """A sequence task. Subclasses set the attributes and implement ``_batch`` and ``score``.
+
+    Every model output is (B, L, d_out); ``output_steps`` says which steps a task reads
+    ("last": one prediction per sequence from the last step; "all": a prediction per step).
+    """
+
+    name: str
+    d_in: int
+    d_out: int
+    seq_len: int
+    metric: Metric
+    trivial_baseline: float
+    trivial_note: str = ""
+    paper: PaperReference = PaperReference()
+    output_steps: str = "all"
+    source: str = ""
+    # Trainer settings that suit this task (optimizer, lr, batch size, clip...), overridable.
+    recommended: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+
+    def config(self) -> dict[str, Any]:
+        """Arguments that rebuild this task with ``create_task``."""
+        return {"name": self.name}
+
+    def num_samples(self, split: str) -> int:
+        self._check_split(split)
+        return self.sizes[split]
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        return -(-self.num_samples(split) // batch_size)
+
+    def batches(self, split: str, batch_size: int, *, shuffle_seed: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x, target) batches of ``split``; with ``shuffle_seed`` the batch order is shuffled."""
+        self._check_split(split)
+        if batch_size < 1:
+            raise SeqbenchError(f"batch_size must be >= 1, got {batch_size}")
+        n = self.num_batches(split, batch_size)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed))
+                 if shuffle_seed is not None else torch.arange(n))
+        for b in order.tolist():
+            start = b * batch_size
+            yield self._batch(split, start, min(batch_size, self.sizes[split] - start))
+
+    def _batch(self, split: str, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Training loss (a scalar) from model output (B, L, d_out)."""
+        raise NotImplementedError
+
+    def score(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, tuple[float, int]]:
+        """Per-batch sums for evaluation: {metric: (sum, count)}; the mean is sum / count."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 256
+                 ) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        totals: dict[str, list[float]] = {}
+        for x, y in self.batches(split, batch_size):
+            for k, (s, c) in self.score(model(x), y).items():
+                acc = totals.setdefault(k, [0.0, 0])
+                acc[0] += s
+                acc[1] += c
+        model.train(was_training)
+        return {k: s / max(c, 1) for k, (s, c) in totals.items()}
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "train": self.sizes.get("train"), "valid": self.sizes.get("valid"),
+                "test": self.sizes.get("test"), "d_in": self.d_in, "d_out": self.d_out,
+                "seq_len": self.seq_len, "metric": self.metric.name,
+                "direction": self.metric.direction, "baseline": self.trivial_baseline,
+                "source": self.source}
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise SeqbenchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")

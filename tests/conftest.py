@@ -1,0 +1,17 @@
+import pytest
+import torch
+
+import seqbench
+
+torch.set_num_threads(2)
+
+
+def small_model(name: str, d_in: int = 3, d_out: int = 4, causal: bool = True, **cfg):
+    """A small instance of any zoo model (test-sized budget), seeded."""
+    torch.manual_seed(0)
+    return seqbench.create_model(name, d_in, d_out, params=cfg.pop("params", 4000), causal=causal, **cfg)
+
+
+@pytest.fixture(params=seqbench.list_models())
+def model_name(request):
+    return request.param

@@ -1,0 +1,68 @@
+import re
+import subprocess
+import sys
+
+import pytest
+
+from seqbench.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_budget_table_within_5_percent(capsys):
+    code, out, _ = run(capsys, "models", "--params", "70k", "--d-in", "1", "--d-out", "10")
+    assert code == 0
+    rows = [line for line in out.splitlines()[2:] if line.strip()]
+    import seqbench
+    assert [r.split()[0] for r in rows] == seqbench.list_models()
+    for r in rows:
+        pct = float(re.search(r"([+-]\d+\.\d)%", r).group(1))
+        assert abs(pct) <= 5.0, r
+
+
+def test_tasks_table(capsys):
+    code, out, _ = run(capsys, "tasks")
+    assert code == 0 and "adding" in out and "copy_memory" in out and "0.1767" in out
+
+
+def test_train_prints_metric_baseline_and_paper(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--task", "adding", "--model", "tcn", "--params", "5k", "--epochs", "1",
+                         "--steps-per-epoch", "3", "--task-opt", "seq_len=16", "--task-opt", "n_valid=32",
+                         "--task-opt", "n_test=32", "--model-opt", "levels=2", "--out", str(tmp_path / "run"),
+                         "--no-progress")
+    assert code == 0, err
+    assert re.search(r"test mse: \S+\s+trivial baseline: 0\.1767\s+paper \(tcn\): 5\.80e-05", out)
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["train", "--task", "adding", "--model", "tnc"], "unknown model 'tnc'"),
+    (["train", "--task", "nope", "--model", "tcn"], "unknown task 'nope'"),
+    (["train", "--task", "adding", "--model", "tcn", "--params", "12"], "impossible"),
+    (["train", "--task", "adding", "--model", "tcn", "--params", "lots"], "cannot read 'lots' as a count"),
+    (["train", "--task", "adding", "--model", "tcn", "--task-opt", "seq_len"], "KEY=VALUE"),
+    (["train", "--task", "adding", "--model", "tcn", "--optimizer", "adagrad"], "unknown optimizer"),
+    (["models", "--params", "70k", "--d-in", "0"], "d_in must be a positive integer"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv, match):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("seqbench: error: ") and re.search(match, err), err
+
+
+def test_existing_out_dir_is_refused_before_work(capsys, tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    code, _, err = run(capsys, "train", "--task", "adding", "--model", "tcn", "--out", str(tmp_path))
+    assert code == 2 and "not empty" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_console_script_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "seqbench.cli", "train", "--task", "adding", "--model", "xyz"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "unknown model 'xyz'" in proc.stderr

@@ -1,0 +1,37 @@
+import math
+
+import pytest
+import torch
+
+import seqbench
+
+
+@pytest.mark.parametrize("levels,k", [(1, 2), (4, 3), (8, 7), (5, 8)])
+def test_receptive_field_formula(levels, k):
+    m = seqbench.create_model("tcn", 1, 1, levels=levels, kernel_size=k, hidden=4)
+    assert m.receptive_field == 1 + 2 * (k - 1) * (2 ** levels - 1)
+
+
+@pytest.mark.parametrize("levels,k,causal", [(4, 3, True), (3, 4, False), (5, 2, True)])
+def test_receptive_field_probe(levels, k, causal):
+    m = seqbench.create_model("tcn", 2, 1, levels=levels, kernel_size=k, hidden=4, causal=causal)
+    assert seqbench.empirical_receptive_field(m, m.receptive_field + 30) == m.receptive_field
+
+
+def test_init_takes_effect_under_weight_norm():
+    """The effective conv weight at step 0 is the U(+-1/sqrt(fan_in)) draw (g = ||v||)."""
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 1, 1, levels=2, kernel_size=7, hidden=64)
+    conv = m.blocks[1].conv1
+    fan_in = 64 * 7
+    w = conv.weight
+    torch.testing.assert_close(w, conv.parametrizations.weight.original1)  # v itself
+    assert w.abs().max() <= 1 / math.sqrt(fan_in) + 1e-6
+    assert abs(w.std().item() - 1 / math.sqrt(3 * fan_in)) < 0.1 / math.sqrt(3 * fan_in)
+
+
+def test_padding_is_left_only_when_causal():
+    m = seqbench.create_model("tcn", 1, 1, levels=3, kernel_size=3, hidden=4)
+    for i, block in enumerate(m.blocks):
+        assert block.padding == (2 * 2 ** i, 0)
+        assert block.conv1.padding == (0,)  # no both-sides padding to chop off

@@ -1,0 +1,157 @@
+import json
+
+import pytest
+import torch
+
+import seqbench
+from seqbench.tasks.base import Metric, Task
+from seqbench.train import TrainConfig
+
+
+def tiny_adding(**kw):
+    return seqbench.create_task("adding", seq_len=12, n_train=kw.pop("n_train", 256), n_valid=64, n_test=64, **kw)
+
+
+def tiny_model(task, seed=0):
+    torch.manual_seed(seed)
+    return seqbench.create_model("tcn", task.d_in, task.d_out, levels=2, kernel_size=3, hidden=8)
+
+
+def test_same_seed_same_loss_curve():
+    task = tiny_adding()
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=1e-2, seed=7)
+    r1 = seqbench.train(tiny_model(task), task, cfg, progress=False)
+    r2 = seqbench.train(tiny_model(task), task, cfg, progress=False)
+    strip = lambda h: [{k: v for k, v in row.items() if k != "train_time"} for row in h]  # noqa: E731
+    assert strip(r1.history) == strip(r2.history)
+    r3 = seqbench.train(tiny_model(task), task, TrainConfig(epochs=3, batch_size=32, lr=1e-2, seed=8),
+                        progress=False)
+    assert strip(r3.history) != strip(r1.history)
+
+
+def test_tcn_learns_the_adding_problem():
+    """A small TCN leaves the adding problem's plateau well below the trivial MSE."""
+    task = seqbench.create_task("adding", seq_len=20, n_train=32 * 150, n_valid=500, n_test=500)
+    torch.manual_seed(0)
+    model = seqbench.create_model("tcn", 2, 1, levels=3, kernel_size=4, hidden=32)
+    result = seqbench.train(model, task, TrainConfig(epochs=3, batch_size=32, lr=2e-3), progress=False)
+    assert result.test["mse"] < 0.2 * task.trivial_baseline, result.history
+
+
+def test_clipping_applies_after_backward():
+    """With SGD lr=1 and clip=1e-3 every update is at most 1e-3 in norm: clipping really happened."""
+    task = tiny_adding(n_train=32)
+    model = tiny_model(task)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    seqbench.train(model, task, TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=1.0, clip=1e-3),
+                   progress=False)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert 0 < (after - before).norm() <= 1e-3 * 1.001
+    unclipped = tiny_model(task)
+    seqbench.train(unclipped, task, TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=1.0),
+                   progress=False)
+    assert (torch.cat([p.detach().flatten() for p in unclipped.parameters()]) - before).norm() > 1e-2
+
+
+def test_step_schedule_decays_lr():
+    task = tiny_adding(n_train=32)
+    r = seqbench.train(tiny_model(task), task, TrainConfig(epochs=4, batch_size=32, lr=1e-2, schedule="step",
+                                                           step_size=2, gamma=0.1), progress=False)
+    assert [round(h["lr"], 8) for h in r.history] == [1e-2, 1e-2, 1e-3, 1e-3]
+
+
+@pytest.mark.parametrize("higher_is_better", [False, True])
+def test_plateau_schedule_follows_metric_direction(higher_is_better):
+    """A metric that gets worse each epoch (in its own direction) triggers the decay."""
+    class Drifting(Task):
+        name, d_in, d_out, seq_len, trivial_baseline = "drift", 2, 1, 12, 0.0
+        metric = Metric("m", higher_is_better)
+
+        def __init__(self):
+            super().__init__()
+            self.sizes, self.calls = {"train": 32, "valid": 32, "test": 32}, 0
+            self.inner = tiny_adding(n_train=32)
+
+        def _batch(self, split, start, size):
+            return self.inner._batch(split, start, size)
+
+        def loss(self, out, target):
+            return self.inner.loss(out, target)
+
+        def score(self, out, target):
+            self.calls += 1
+            return {"m": ((-self.calls if higher_is_better else self.calls) * len(target), len(target))}
+
+    task = Drifting()
+    r = seqbench.train(tiny_model(task), task, TrainConfig(epochs=3, batch_size=32, lr=1e-2, schedule="plateau",
+                                                           patience=0, gamma=0.5), progress=False)
+    assert [h["lr"] for h in r.history] == [1e-2, 1e-2, 5e-3]
+
+
+def test_run_directory_and_reload(tmp_path):
+    task = tiny_adding()
+    model = tiny_model(task)
+    out = tmp_path / "run"
+    r = seqbench.train(model, task, TrainConfig(epochs=2, batch_size=32, lr=1e-2), out_dir=out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "history.jsonl", "last.pt",
+                                                     "result.json"]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"]["seq_len"] == 12 and config["model"]["name"] == "tcn"
+    best = seqbench.load_model(out, "best")
+    assert seqbench.count_params(best) == r.params
+    assert task.evaluate(best, "test")["mse"] == pytest.approx(r.test["mse"], rel=1e-5)
+    last = seqbench.load_model(out, "last")
+    x, _ = next(task.batches("test", 8))
+    model.eval()
+    torch.testing.assert_close(last.eval()(x), model(x))
+    assert not list(out.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_out_dir_with_other_content_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    task = tiny_adding()
+    with pytest.raises(seqbench.SeqbenchError, match="not empty.*--overwrite"):
+        seqbench.train(tiny_model(task), task, TrainConfig(epochs=1), out_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_load_model_refuses_garbage(tmp_path):
+    task = tiny_adding()
+    seqbench.train(tiny_model(task), task, TrainConfig(epochs=1), out_dir=tmp_path, progress=False)
+    (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(seqbench.SeqbenchError, match="cannot load checkpoint"):
+        seqbench.load_model(tmp_path)
+    with pytest.raises(seqbench.SeqbenchError, match="not found"):
+        seqbench.load_model(tmp_path / "nope")
+
+
+def test_nan_inputs_and_divergence_are_clear_errors():
+    class NaNTask(type(tiny_adding())):
+        def _batch(self, split, start, size):
+            x, y = super()._batch(split, start, size)
+            x[0, 0, 0] = float("nan")
+            return x, y
+
+    task = NaNTask(seq_len=12, n_train=32)
+    with pytest.raises(seqbench.SeqbenchError, match="NaN/inf inputs"):
+        seqbench.train(tiny_model(task), task, TrainConfig(epochs=1), progress=False)
+    task = tiny_adding()
+    with pytest.raises(seqbench.SeqbenchError, match="diverged.*lower the learning rate"):
+        seqbench.train(tiny_model(task), task, TrainConfig(epochs=3, optimizer="sgd", lr=1e12), progress=False)
+
+
+@pytest.mark.parametrize("bad,match", [({"optimizer": "adagrad"}, "unknown optimizer"),
+                                       ({"schedule": "cosine"}, "unknown schedule"),
+                                       ({"lr": -1.0}, "lr must be"), ({"epochs": 0}, "epochs must be"),
+                                       ({"clip": 0.0}, "clip must be")])
+def test_bad_train_config(bad, match):
+    task = tiny_adding()
+    with pytest.raises(seqbench.SeqbenchError, match=match):
+        seqbench.train(tiny_model(task), task, TrainConfig(**bad), progress=False)
+
+
+def test_model_task_dimension_mismatch():
+    task = tiny_adding()
+    with pytest.raises(seqbench.SeqbenchError, match="needs 2 -> 1"):
+        seqbench.train(seqbench.create_model("lstm", 3, 1, hidden=4), task, progress=False)
