@@ -14,7 +14,7 @@ def test_receptive_field_formula(levels, k):
 
 @pytest.mark.parametrize("levels,k,causal", [(4, 3, True), (3, 4, False), (5, 2, True)])
 def test_receptive_field_probe(levels, k, causal):
-    m = seqbench.create_model("tcn", 2, 1, levels=levels, kernel_size=k, hidden=4, causal=causal)
+    m = seqbench.create_model("tcn", 2, 1, levels=levels, kernel_size=k, hidden=16, causal=causal)
     assert seqbench.empirical_receptive_field(m, m.receptive_field + 30) == m.receptive_field
 
 

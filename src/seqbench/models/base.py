@@ -74,7 +74,7 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 
-def empirical_receptive_field(model: SeqModel, length: int, *, batch: int = 2, seed: int = 0) -> int:
+def empirical_receptive_field(model: SeqModel, length: int, *, batch: int = 8, seed: int = 0) -> int:
     """Measure how many input steps influence the last output, by a gradient probe.
 
     Runs the model in eval mode in float64 on random input of ``length`` steps and counts the
