@@ -62,6 +62,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         for name in seqbench.list_models():
             entry = get_model_entry(name)
+            if args.non_causal and not entry.cls.supports_non_causal:
+                rows.append({"model": name, "shape": "(causal only)", "description": entry.summary})
+                continue
             m = seqbench.create_model(name, args.d_in, args.d_out, params=target, causal=not args.non_causal)
             n = seqbench.count_params(m)
             rows.append({"model": name, "shape": m.describe(), "params": f"{n:,}",

@@ -20,7 +20,8 @@ class SeqModel(nn.Module):
     """Base class: input checks, capability flags and the streaming interface."""
 
     causal: bool = True
-    supports_step: bool = False
+    supports_step: bool = False       # streams with init_state / step when causal
+    supports_non_causal: bool = True  # can be built with causal=False
 
     def __init__(self, d_in: int, d_out: int, causal: bool = True):
         super().__init__()
@@ -54,17 +55,53 @@ class SeqModel(nn.Module):
                                 "convert with x.float()")
 
     # -- streaming ---------------------------------------------------------------------------
+    # Subclasses that stream set ``supports_step = True`` and implement ``_init_state`` and
+    # ``_step`` (one sample); ``_step_chunk`` defaults to a loop over ``_step`` and is overridden
+    # where a chunk can be computed more cheaply at once.
     def init_state(self, batch_size: int = 1) -> Any:
-        raise SeqbenchError(self._no_step_reason())
+        """Streaming state for ``batch_size`` sequences that start now (empty history)."""
+        self._check_streamable()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise SeqbenchError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return self._init_state(batch_size)
 
-    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        raise SeqbenchError(self._no_step_reason())
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Advance the stream: x (B, d_in) -> y (B, d_out), or a chunk x (B, C, d_in) -> (B, C, d_out).
 
-    def _no_step_reason(self) -> str:
+        Equals ``self(x_full)[:, t]`` for the same weights. Streaming is inference: call
+        ``model.eval()`` first (dropout is not applied in convolutional models' steps); runs
+        without autograd. Convolutional models read their weights when ``init_state`` is called.
+        """
+        self._check_streamable()
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            self.check_input(x)
+            return self._step_chunk(x, state)
+        self.check_input(x, step=True)
+        return self._step(x, state)
+
+    def _init_state(self, batch_size: int) -> Any:
+        raise NotImplementedError
+
+    def _step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def _step_chunk(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        ys = []
+        for t in range(x.shape[1]):
+            y, state = self._step(x[:, t], state)
+            ys.append(y)
+        return torch.stack(ys, dim=1), state
+
+    def _check_streamable(self) -> None:
         if not self.causal:
-            return (f"{type(self).__name__} was built with causal=False: a non-causal model sees the "
-                    "future and cannot stream; build it with causal=True")
-        return f"{type(self).__name__} does not support step-by-step streaming"
+            raise SeqbenchError(f"{type(self).__name__} was built with causal=False: a non-causal model "
+                                "sees the future and cannot stream; build it with causal=True")
+        if not self.supports_step:
+            raise SeqbenchError(f"{type(self).__name__} does not support step-by-step streaming")
+
+    def _param_like(self) -> torch.Tensor:
+        return next(self.parameters())
 
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

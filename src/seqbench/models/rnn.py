@@ -36,23 +36,18 @@ class _Recurrent(SeqModel):
         out, _ = self.rnn(x)  # (B, L, H * directions)
         return self.head(out)
 
-    def init_state(self, batch_size: int = 1):
-        if not self.causal:
-            return super().init_state(batch_size)
+    def _init_state(self, batch_size: int):
         p = self.head.weight
         h = torch.zeros(self.layers, batch_size, self.hidden, device=p.device, dtype=p.dtype)
         return (h, h.clone()) if isinstance(self.rnn, nn.LSTM) else h
 
-    def step(self, x_t: torch.Tensor, state):
-        if not self.causal:
-            return super().step(x_t, state)
-        if x_t.dim() == 3:  # a chunk (B, C, d_in)
-            self.check_input(x_t)
-            out, state = self.rnn(x_t, state)
-            return self.head(out), state
-        self.check_input(x_t, step=True)
+    def _step(self, x_t, state):
         out, state = self.rnn(x_t.unsqueeze(1), state)  # (B, 1, H)
         return self.head(out[:, 0]), state
+
+    def _step_chunk(self, x, state):
+        out, state = self.rnn(x, state)  # the whole chunk in one cuDNN/oneDNN call
+        return self.head(out), state
 
 
 @register_model("lstm")

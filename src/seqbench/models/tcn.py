@@ -25,6 +25,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
+from seqbench.models.streaming import RingBuffer
 
 def init_uniform_fan_in(weight: torch.Tensor) -> torch.Tensor:
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in place; fan_in = in_channels * kernel_size."""
@@ -64,7 +65,7 @@ class TemporalBlock(nn.Module):
 class TCN(SeqModel):
     """Temporal convolutional network: dilated residual conv blocks (Bai et al. 2018)."""
 
-    supports_step = False
+    supports_step = True
 
     def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 25, levels: int = 8,
                  kernel_size: int = 7, dropout: float = 0.0):
@@ -94,3 +95,45 @@ class TCN(SeqModel):
         for block in self.blocks:
             h = block(h)  # (B, hidden, L)
         return self.head(h.transpose(1, 2))  # (B, L, d_out)
+
+    # -- streaming: one ring buffer per conv holding its last (k-1)*d inputs -------------------
+    def _init_state(self, batch_size: int) -> dict:
+        k, like = self.kernel_size, self._param_like()
+        layers = []
+        for block, d in zip(self.blocks, self.dilations):
+            convs = []
+            for conv in (block.conv1, block.conv2):
+                w = conv.weight.detach()  # weight norm folded once: (C_out, C_in, k)
+                convs.append({"ring": RingBuffer(batch_size, w.shape[1], (k - 1) * d + 1, like),
+                              "w": w, "w_flat": w.reshape(w.shape[0], -1).t().contiguous(),  # (C_in*k, C_out)
+                              "b": conv.bias.detach(), "d": d})
+            down = block.downsample
+            layers.append((convs, None if down is None else
+                           (down.weight.detach()[:, :, 0].t().contiguous(), down.bias.detach())))
+        return {"layers": layers}
+
+    def _step(self, x_t: torch.Tensor, state: dict):
+        B, k = x_t.shape[0], self.kernel_size
+        h = x_t  # (B, d_in)
+        for convs, down in state["layers"]:
+            a = h
+            for c in convs:  # conv over the window = one matmul over the k taps: (B, C_in*k) @ (C_in*k, C_out)
+                c["ring"].push(a)
+                a = torch.addmm(c["b"], c["ring"].taps(k, c["d"]).reshape(B, -1), c["w_flat"]).relu_()
+            res = h if down is None else torch.addmm(down[1], h, down[0])
+            h = (a + res).relu_()  # (B, hidden)
+        return self.head(h), state
+
+    def _step_chunk(self, x: torch.Tensor, state: dict):
+        k = self.kernel_size
+        h = x.transpose(1, 2)  # (B, d_in, C)
+        for convs, down in state["layers"]:
+            a = h
+            for c in convs:  # real convolution over [history, chunk]; no padding needed
+                ring = c["ring"]
+                full = torch.cat([ring.recent(ring.window - 1), a], dim=-1)  # (B, C_in, (k-1)d + C)
+                ring.load(full)
+                a = F.conv1d(full, c["w"], c["b"], dilation=c["d"]).relu_()
+            res = h if down is None else torch.einsum("bcl,co->bol", h, down[0]) + down[1][:, None]
+            h = (a + res).relu_()
+        return self.head(h.transpose(1, 2)), state

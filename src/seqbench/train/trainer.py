@@ -43,6 +43,7 @@ class TrainConfig:
     gamma: float = 0.1             # decay factor for "step" and "plateau"
     patience: int = 0              # epochs without improvement before a plateau decay
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (None: whole train set)
+    aux_weight: float = 0.0        # weight of auxiliary losses on model.aux_outputs (TrellisNet aux_freq)
     eval_batch_size: int = 256
     seed: int = 0
 
@@ -158,6 +159,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
                                         "batch; clean the data (drop or impute missing values)")
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss(model(x), y)
+                if cfg.aux_weight and getattr(model, "aux_outputs", None):
+                    loss = loss + cfg.aux_weight * sum(task.loss(a, y) for a in model.aux_outputs)
                 if not torch.isfinite(loss):
                     raise SeqbenchError(f"training diverged: loss is {loss.item()} at epoch {epoch}, "
                                         f"step {i + 1}; lower the learning rate (now {cfg.lr}) or set --clip")

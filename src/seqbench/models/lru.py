@@ -1,0 +1,154 @@
+"""Linear recurrent unit (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long
+Sequences", arXiv:2303.06349).
+
+Each layer is a diagonal complex linear recurrence (Sec. 3)
+
+    x_t = lambda * x_{t-1} + gamma * (B u_t),     y_t = Re(C x_t) + D * u_t,
+    lambda = exp(-exp(nu) + i exp(theta))         (|lambda| < 1 for any nu: stable by construction)
+    gamma  = sqrt(1 - |lambda|^2)                 (normalization, Sec. 3.3)
+
+with |lambda| initialized uniformly on a ring [r_min, r_max] (Sec. 3.2). Layers sit in residual
+blocks: x + GLU(GELU(LRU(LayerNorm(x)))). Training runs a chunked parallel scan: inside a chunk
+of ``chunk`` steps the recurrence is one matmul with the lower-triangular matrix of powers
+lambda^(t-s); a short loop over chunks carries the state between them. ``causal=False`` adds a
+second recurrence over the reversed sequence (bidirectional).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
+from seqbench.models.registry import register_model
+
+
+class LRULayer(nn.Module):
+    def __init__(self, dim: int, state_dim: int, r_min: float, r_max: float, max_phase: float):
+        super().__init__()
+        u1, u2 = torch.rand(state_dim), torch.rand(state_dim)
+        # ring init: |lambda|^2 uniform on [r_min^2, r_max^2], phase uniform on [0, max_phase]
+        self.nu_log = nn.Parameter(torch.log(-0.5 * torch.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2)))
+        self.theta_log = nn.Parameter(torch.log(max_phase * u2 + 1e-8))
+        lam_abs = torch.exp(-torch.exp(self.nu_log.detach()))
+        self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - lam_abs ** 2)))
+        self.B_re = nn.Parameter(torch.randn(state_dim, dim) / math.sqrt(2 * dim))
+        self.B_im = nn.Parameter(torch.randn(state_dim, dim) / math.sqrt(2 * dim))
+        self.C_re = nn.Parameter(torch.randn(dim, state_dim) / math.sqrt(state_dim))
+        self.C_im = nn.Parameter(torch.randn(dim, state_dim) / math.sqrt(state_dim))
+        self.D = nn.Parameter(torch.randn(dim))
+
+    def log_lambda(self) -> torch.Tensor:
+        return torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log))  # (N,)
+
+    def inputs(self, u: torch.Tensor) -> torch.Tensor:
+        """gamma * B u: (..., H) real -> (..., N) complex."""
+        B = torch.complex(self.B_re, self.B_im) * torch.exp(self.gamma_log)[:, None]
+        return u.to(B.dtype) @ B.t()
+
+    def readout(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Re(C x) + D u: (..., N) complex, (..., H) -> (..., H) real."""
+        return x.real @ self.C_re.t() - x.imag @ self.C_im.t() + self.D * u
+
+    def forward(self, u: torch.Tensor, chunk: int, x0: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """u: (B, L, H) -> y (B, L, H) and the final state (B, N), starting from state x0."""
+        Bsz, L, _ = u.shape
+        bu = self.inputs(u)  # (B, L, N)
+        loglam = self.log_lambda()
+        C = min(chunk, L)
+        n_chunks = -(-L // C)
+        bu = F.pad(bu, (0, 0, 0, n_chunks * C - L)).view(Bsz, n_chunks, C, -1)
+        steps = torch.arange(C, device=u.device)
+        lag = steps[:, None] - steps[None, :]  # (C, C): t - s
+        powers = torch.exp(loglam[:, None, None] * lag.clamp(min=0))  # (N, C, C) lambda^(t-s)
+        powers = powers * (lag >= 0)  # lower triangular
+        inner = torch.einsum("nts,bksn->bktn", powers, bu)  # within-chunk scan, zero initial state
+        lam_pows = torch.exp(loglam[None, :] * (steps[:, None] + 1))  # (C, N): lambda^1..lambda^C
+        carry = bu.new_zeros(Bsz, bu.shape[-1]) if x0 is None else x0
+        carries = []
+        for k in range(n_chunks):  # L / C iterations carry the state across chunks
+            carries.append(carry)
+            carry = inner[:, k, -1] + lam_pows[-1] * carry
+        x = inner + lam_pows[None, None] * torch.stack(carries, 1)[:, :, None]  # (B, nC, C, N)
+        x = x.reshape(Bsz, n_chunks * C, -1)[:, :L]
+        return self.readout(x, u), x[:, -1]
+
+    def step(self, u_t: torch.Tensor, x: torch.Tensor):  # u_t: (B, H), x: (B, N) complex
+        x = torch.exp(self.log_lambda()) * x + self.inputs(u_t)
+        return self.readout(x, u_t), x
+
+
+class LRUBlock(nn.Module):
+    def __init__(self, dim: int, state_dim: int, r_min: float, r_max: float, max_phase: float, dropout: float,
+                 bidirectional: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.lru = LRULayer(dim, state_dim, r_min, r_max, max_phase)
+        self.lru_rev = LRULayer(dim, state_dim, r_min, r_max, max_phase) if bidirectional else None
+        self.glu = nn.Linear(dim, 2 * dim)
+        self.drop = nn.Dropout(dropout)
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(F.glu(self.glu(F.gelu(y)), dim=-1))
+
+    def forward(self, x: torch.Tensor, chunk: int) -> torch.Tensor:
+        u = self.norm(x)
+        y = self.lru(u, chunk)[0]
+        if self.lru_rev is not None:
+            y = y + self.lru_rev(u.flip(1), chunk)[0].flip(1)
+        return self.mix(x, y)
+
+
+@register_model("lru", width_arg="hidden")
+class LRU(SeqModel):
+    """Linear recurrent unit: stable diagonal complex recurrences in residual blocks (Orvieto et al. 2023)."""
+
+    supports_step = True
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 64, layers: int = 2,
+                 state_dim: int | None = None, r_min: float = 0.9, r_max: float = 0.999,
+                 max_phase: float = 2 * math.pi, dropout: float = 0.0, chunk: int = 64):
+        super().__init__(d_in, d_out, causal)
+        if hidden < 1 or layers < 1 or chunk < 1 or not 0 <= r_min < r_max < 1:
+            raise SeqbenchError(f"lru needs hidden, layers, chunk >= 1 and 0 <= r_min < r_max < 1, got "
+                                f"hidden={hidden}, layers={layers}, chunk={chunk}, r_min={r_min}, r_max={r_max}")
+        self.hidden, self.layers, self.chunk = hidden, layers, chunk
+        self.state_dim = state_dim or hidden
+        self.embed = nn.Linear(d_in, hidden)
+        self.blocks = nn.ModuleList(LRUBlock(hidden, self.state_dim, r_min, r_max, max_phase, dropout,
+                                             bidirectional=not causal) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, d_out)
+
+    def describe(self) -> str:
+        return f"{self.layers} layers x {self.hidden}, state {self.state_dim}" + ("" if self.causal else ", bidirectional")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        h = self.embed(x)  # (B, L, hidden)
+        for block in self.blocks:
+            h = block(h, self.chunk)
+        return self.head(self.norm(h))
+
+    def _init_state(self, batch_size: int) -> list[torch.Tensor]:
+        p = self._param_like()
+        dtype = torch.complex128 if p.dtype == torch.float64 else torch.complex64
+        return [torch.zeros(batch_size, self.state_dim, dtype=dtype, device=p.device) for _ in self.blocks]
+
+    def _step(self, x_t: torch.Tensor, state: list[torch.Tensor]):
+        h = self.embed(x_t)
+        for i, block in enumerate(self.blocks):
+            y, state[i] = block.lru.step(block.norm(h), state[i])
+            h = block.mix(h, y)
+        return self.head(self.norm(h)), state
+
+    def _step_chunk(self, x: torch.Tensor, state: list[torch.Tensor]):
+        h = self.embed(x)  # the parallel scan, started from the carried states
+        for i, block in enumerate(self.blocks):
+            y, state[i] = block.lru(block.norm(h), self.chunk, state[i])
+            h = block.mix(h, y)
+        return self.head(self.norm(h)), state

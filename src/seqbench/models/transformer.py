@@ -1,0 +1,132 @@
+"""Pre-LN Transformer (Xiong et al. 2020) with rotary position embeddings (Su et al. 2021).
+
+Pre-LN puts LayerNorm inside each residual branch (x + attn(LN(x)), x + mlp(LN(x))) and a final
+LayerNorm before the head, so it trains without learning-rate warm-up. Rotary embeddings rotate
+queries and keys by their position, so attention scores depend only on relative offsets: there
+is no table of positions and no maximum length, and the model runs at any length. (ALiBi was
+tried first: its monotone distance penalty could not learn to read the input exactly two steps
+back, MSE 0.77 vs 1.0 trivial, where rotary embeddings can.) Causal mode masks the future;
+streaming keeps a KV cache (O(t) work per step, as attention over the whole past requires).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
+from seqbench.models.registry import register_model
+
+
+def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x: (B, H, L, D) by angle pos * base^(-2i/D)."""
+    D = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)
+    ang = pos.to(torch.float32)[:, None] * inv_freq[None, :]  # (L, D/2)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: int, dropout: float):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads, self.head_dim, self.dropout = heads, head_dim, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * inner)
+        self.proj = nn.Linear(inner, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def qkv_heads(self, x: torch.Tensor, pos: torch.Tensor):
+        B, L, _ = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return rotary(q, pos), rotary(k, pos), v  # each (B, heads, L, head_dim)
+
+    def attend(self, x, q, k, v, mask=None, is_causal=False):
+        B, L, _ = x.shape
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, -1)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+@register_model("transformer", width_arg="hidden")
+class Transformer(SeqModel):
+    """Pre-LN Transformer with rotary positions (any length; causal or bidirectional)."""
+
+    supports_step = True
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 64, layers: int = 2,
+                 heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.0):
+        super().__init__(d_in, d_out, causal)
+        if hidden < 1 or layers < 1 or heads < 1 or mlp_ratio < 1:
+            raise SeqbenchError(f"transformer needs hidden, layers, heads, mlp_ratio >= 1, got hidden={hidden}, "
+                                f"layers={layers}, heads={heads}, mlp_ratio={mlp_ratio}")
+        self.hidden, self.layers, self.heads = hidden, layers, heads
+        # attention width decoupled from `hidden` (even, for rotary pairs) so budgets move in small steps
+        self.head_dim = max(2, 2 * round(hidden / heads / 2))
+        self.embed = nn.Linear(d_in, hidden)
+        self.blocks = nn.ModuleList(Block(hidden, heads, self.head_dim, mlp_ratio, dropout) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, d_out)
+        self.apply(self._init)
+        for b in self.blocks:  # GPT-2: scale residual projections by depth
+            for lin in (b.proj, b.mlp[2]):
+                nn.init.normal_(lin.weight, 0.0, 0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+    def describe(self) -> str:
+        return f"{self.layers} layers x {self.hidden}, {self.heads} heads x {self.head_dim}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        pos = torch.arange(x.shape[1], device=x.device)
+        h = self.embed(x)  # (B, L, hidden)
+        for block in self.blocks:
+            h = block.attend(h, *block.qkv_heads(h, pos), is_causal=self.causal)
+        return self.head(self.ln_f(h))
+
+    # -- streaming: a KV cache per layer, grown by doubling -----------------------------------
+    def _init_state(self, batch_size: int) -> dict:
+        return {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers}
+
+    def _step(self, x_t: torch.Tensor, state: dict):
+        y, state = self._step_chunk(x_t.unsqueeze(1), state)
+        return y[:, 0], state
+
+    def _step_chunk(self, x: torch.Tensor, state: dict):
+        C, t0 = x.shape[1], state["t"]
+        q_pos = torch.arange(t0, t0 + C, device=x.device)
+        # query i (position t0+i) sees keys 0..t0+i; a single step sees the whole cache
+        mask = None if C == 1 else torch.arange(t0 + C, device=x.device)[None, :] <= q_pos[:, None]
+        h = self.embed(x)
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.qkv_heads(h, q_pos)  # (B, heads, C, head_dim)
+            keys = state["k"][i] = _append(state["k"][i], k, t0)
+            values = state["v"][i] = _append(state["v"][i], v, t0)
+            h = block.attend(h, q, keys[:, :, :t0 + C], values[:, :, :t0 + C], mask)
+        state["t"] = t0 + C
+        return self.head(self.ln_f(h)), state
+
+
+def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Tensor:
+    """Write new (B, H, C, D) at positions t0..t0+C-1 of a capacity-doubling cache."""
+    need = t0 + new.shape[2]
+    if cache is None or cache.shape[2] < need:
+        grown = new.new_zeros(*new.shape[:2], max(need, 2 * (0 if cache is None else cache.shape[2]), 16),
+                              new.shape[3])
+        if cache is not None:
+            grown[:, :, :t0] = cache[:, :, :t0]
+        cache = grown
+    cache[:, :, t0:need] = new
+    return cache

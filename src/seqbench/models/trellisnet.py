@@ -1,0 +1,126 @@
+"""Trellis network (Bai, Kolter, Koltun 2019, arXiv:1810.06682).
+
+A TCN whose levels all share one convolution (weight tying across depth) and whose input is
+injected at every level. Level j turns the hidden sequence of level j-1 into the next with a
+gated, LSTM-like activation (Sec. 4.1):
+
+    [i, o, g, f] = W_x * x + W_h * h^{(j-1)}            (causal conv, kernel k, dilation d_j)
+    c^{(j)}_t    = sigmoid(f) * c^{(j-1)}_{t-d_j} + sigmoid(i) * tanh(g)
+    h^{(j)}_t    = sigmoid(o) * tanh(c^{(j)}_t)
+
+The input term W_x * x is the same at every level, so it is computed once per forward (once per
+distinct dilation), and weight norm is evaluated once per forward. The default depth and
+dilation schedule are the paper's seq-MNIST ones (11 levels, 1,1,2,...,512: receptive field 1025);
+the weights are shared, so depth costs compute but no parameters. Dropout is variational: one
+mask per sequence, shared across time and levels. ``aux_freq`` > 0 reads the shared head every
+``aux_freq`` levels into ``model.aux_outputs`` for an auxiliary loss (``TrainConfig.aux_weight``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
+from seqbench.models.registry import register_model
+from seqbench.models.streaming import RingBuffer
+
+
+@register_model("trellisnet", width_arg="hidden")
+class TrellisNet(SeqModel):
+    """Trellis network: one weight-tied conv at every level, input injection, gated cells (Bai et al. 2019)."""
+
+    supports_step = True
+    supports_non_causal = False
+
+    def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 64, levels: int = 11,
+                 kernel_size: int = 2, dilations: tuple[int, ...] | list[int] = (1, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+                 dropout: float = 0.0,
+                 aux_freq: int = 0):
+        super().__init__(d_in, d_out, causal)
+        if not causal:
+            raise SeqbenchError("trellisnet is causal by construction (its cells carry c from the past); "
+                                "use causal=True, or a tcn/transformer/lru for non-causal work")
+        dilations = list(dilations)
+        if hidden < 1 or levels < 1 or kernel_size < 2 or not dilations or min(dilations) < 1:
+            raise SeqbenchError(f"trellisnet needs hidden, levels >= 1, kernel_size >= 2 and dilations >= 1, "
+                                f"got hidden={hidden}, levels={levels}, kernel_size={kernel_size}, "
+                                f"dilations={dilations}")
+        self.hidden, self.levels, self.kernel_size = hidden, levels, kernel_size
+        self.level_dilations = [dilations[j % len(dilations)] for j in range(levels)]  # cycled
+        self.dropout, self.aux_freq = dropout, aux_freq
+        conv = nn.Conv1d(d_in + hidden, 4 * hidden, kernel_size)  # the one conv shared by all levels
+        bound = 1.0 / (conv.weight[0].numel() ** 0.5)
+        nn.init.uniform_(conv.weight, -bound, bound)  # drawn before weight norm: v = draw, g = ||v||
+        self.conv = weight_norm(conv)
+        self.head = nn.Linear(hidden, d_out)
+        self.aux_outputs: list[torch.Tensor] = []
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + (self.kernel_size - 1) * sum(self.level_dilations)
+
+    def describe(self) -> str:
+        dil = "" if set(self.level_dilations) == {1} else f", dilations {self.level_dilations}"
+        return f"{self.levels} levels x {self.hidden} (tied), k={self.kernel_size}{dil}"
+
+    def _split_weight(self):
+        w = self.conv.weight  # weight norm evaluated here, once
+        return w[:, :self.d_in], w[:, self.d_in:], self.conv.bias  # W_x, W_h, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        B, L, _ = x.shape
+        k, H = self.kernel_size, self.hidden
+        w_x, w_h, b = self._split_weight()
+        xt = x.transpose(1, 2)  # (B, d_in, L)
+        injected = {d: F.conv1d(F.pad(xt, ((k - 1) * d, 0)), w_x, b, dilation=d)  # (B, 4H, L)
+                    for d in set(self.level_dilations)}
+        mask = None
+        if self.training and self.dropout > 0:  # variational: one mask over time and levels
+            mask = torch.bernoulli(torch.full((B, H, 1), 1 - self.dropout, device=x.device)) / (1 - self.dropout)
+        h = c = torch.zeros(B, H, L, device=x.device, dtype=x.dtype)
+        self.aux_outputs = []
+        for j, d in enumerate(self.level_dilations):
+            pre = injected[d] if j == 0 else injected[d] + F.conv1d(F.pad(h, ((k - 1) * d, 0)), w_h, dilation=d)
+            i, o, g, f = pre.chunk(4, dim=1)  # each (B, H, L)
+            c_prev = F.pad(c, (d, 0))[..., :L]  # c^{(j-1)} shifted d steps into the past
+            c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            if mask is not None:
+                h = h * mask
+            if self.training and self.aux_freq and (j + 1) % self.aux_freq == 0 and j + 1 < self.levels:
+                self.aux_outputs.append(self.head(h.transpose(1, 2)))
+        return self.head(h.transpose(1, 2))  # (B, L, d_out)
+
+    # -- streaming: rings of x, and of each level's h and c, as deep as that level looks back ----
+    def _init_state(self, batch_size: int) -> dict:
+        k, H, like = self.kernel_size, self.hidden, self._param_like()
+        w_x, w_h, b = (t.detach() for t in self._split_weight())
+        return {"x": RingBuffer(batch_size, self.d_in, (k - 1) * max(self.level_dilations) + 1, like),
+                "h": [RingBuffer(batch_size, H, (k - 1) * d + 1, like) for d in self.level_dilations],
+                "c": [RingBuffer(batch_size, H, d + 1, like) for d in self.level_dilations],
+                "w_x": w_x.reshape(4 * H, -1).t().contiguous(),  # (d_in*k, 4H)
+                "w_h": w_h.reshape(4 * H, -1).t().contiguous(),  # (H*k, 4H)
+                "b": b}
+
+    def _step(self, x_t: torch.Tensor, state: dict):
+        B, k = x_t.shape[0], self.kernel_size
+        state["x"].push(x_t)
+        injected = {d: torch.addmm(state["b"], state["x"].taps(k, d).reshape(B, -1), state["w_x"])
+                    for d in set(self.level_dilations)}
+        for j, d in enumerate(self.level_dilations):
+            if j == 0:  # level 0 reads an all-zero hidden state
+                pre, c_prev = injected[d], 0.0
+            else:
+                pre = torch.addmm(injected[d], state["h"][j].taps(k, d).reshape(B, -1), state["w_h"])
+                c_prev = state["c"][j].lag(d)
+            i, o, g, f = pre.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            if j + 1 < self.levels:  # level j+1 reads level j's history
+                state["h"][j + 1].push(h)
+                state["c"][j + 1].push(c)
+        return self.head(h), state

@@ -1,0 +1,86 @@
+"""Exact streaming: stepping through a sequence reproduces the full forward for every causal model."""
+import pytest
+import torch
+
+import seqbench
+from conftest import small_model
+from seqbench.models.registry import get_model_entry
+
+STREAMING = [n for n in seqbench.list_models() if get_model_entry(n).cls.supports_step]
+
+
+def small_streamer(name):
+    cfg = {"tcn": {"levels": 4, "kernel_size": 3},  # receptive field 31
+           "trellisnet": {"levels": 5, "dilations": [1, 2, 4]},  # receptive field 11
+           "lru": {"chunk": 16}}.get(name, {})
+    return small_model(name, **cfg).eval()
+
+
+def test_every_model_streams():
+    assert set(STREAMING) == {"tcn", "trellisnet", "transformer", "lru", "lstm", "gru", "rnn"}
+
+
+@pytest.mark.parametrize("name", STREAMING)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_step_by_step_matches_forward(name, batch):
+    m = small_streamer(name)
+    L = 80  # longer than the receptive fields above, so the ring buffers wrap
+    x = torch.randn(batch, L, 3)
+    with torch.no_grad():
+        full = m(x)
+    state = m.init_state(batch)
+    steps = []
+    for t in range(L):
+        y_t, state = m.step(x[:, t], state)
+        assert y_t.shape == (batch, 4)
+        steps.append(y_t)
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", STREAMING)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_random_chunks_match_forward(name, batch):
+    m = small_streamer(name)
+    g = torch.Generator().manual_seed(batch)
+    L = 90
+    x = torch.randn(batch, L, 3)
+    with torch.no_grad():
+        full = m(x)
+    state, t, outs = m.init_state(batch), 0, []
+    while t < L:
+        c = int(torch.randint(1, 24, (1,), generator=g))
+        y, state = m.step(x[:, t:t + c], state)
+        assert y.shape == (batch, min(c, L - t), 4)
+        outs.append(y)
+        t += c
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", STREAMING)
+def test_states_are_independent(name):
+    """Two streams from one model do not share history."""
+    m = small_streamer(name)
+    x = torch.randn(1, 20, 3)
+    s1, s2 = m.init_state(1), m.init_state(1)
+    for t in range(20):
+        m.step(torch.randn(1, 3) * 5, s2)  # noise into the second stream
+        y1, s1 = m.step(x[:, t], s1)
+    with torch.no_grad():
+        torch.testing.assert_close(y1, m(x)[:, -1], rtol=0, atol=1e-5)
+
+
+def test_non_causal_models_refuse_to_stream():
+    m = seqbench.create_model("tcn", 1, 1, hidden=4, levels=2, causal=False)
+    with pytest.raises(seqbench.SeqbenchError, match="causal=False.*cannot stream"):
+        m.init_state(1)
+    with pytest.raises(seqbench.SeqbenchError, match="cannot stream"):
+        m.step(torch.zeros(1, 1), None)
+
+
+def test_step_input_checks():
+    m = small_streamer("tcn")
+    state = m.init_state(2)
+    with pytest.raises(seqbench.SeqbenchError, match=r"\(B, d_in\)"):
+        m.step(torch.zeros(2, 5), state)
+    with pytest.raises(seqbench.SeqbenchError, match="batch_size must be a positive integer"):
+        m.init_state(0)
