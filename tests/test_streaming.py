@@ -4,9 +4,17 @@ import torch
 
 import seqbench
 from conftest import small_model
+from seqbench.models import streaming
 from seqbench.models.registry import get_model_entry
 
 STREAMING = [n for n in seqbench.list_models() if get_model_entry(n).cls.supports_step]
+
+
+@pytest.fixture(params=[True, False], ids=["numpy-fast-path", "torch-ops"])
+def fast_path(request, monkeypatch):
+    """Run each streaming test through both single-step engines (NumPy on CPU, torch elsewhere)."""
+    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", request.param)
+    return request.param
 
 
 def small_streamer(name):
@@ -22,9 +30,9 @@ def test_every_model_streams():
 
 @pytest.mark.parametrize("name", STREAMING)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_step_by_step_matches_forward(name, batch):
+def test_step_by_step_matches_forward(name, batch, fast_path):
     m = small_streamer(name)
-    L = 80  # longer than the receptive fields above, so the ring buffers wrap
+    L = 80  # longer than twice the receptive fields above, so the buffers slide back
     x = torch.randn(batch, L, 3)
     with torch.no_grad():
         full = m(x)
@@ -39,7 +47,7 @@ def test_step_by_step_matches_forward(name, batch):
 
 @pytest.mark.parametrize("name", STREAMING)
 @pytest.mark.parametrize("batch", [1, 2])
-def test_random_chunks_match_forward(name, batch):
+def test_random_chunks_match_forward(name, batch, fast_path):
     m = small_streamer(name)
     g = torch.Generator().manual_seed(batch)
     L = 90
@@ -57,7 +65,7 @@ def test_random_chunks_match_forward(name, batch):
 
 
 @pytest.mark.parametrize("name", STREAMING)
-def test_states_are_independent(name):
+def test_states_are_independent(name, fast_path):
     """Two streams from one model do not share history."""
     m = small_streamer(name)
     x = torch.randn(1, 20, 3)
@@ -84,3 +92,19 @@ def test_step_input_checks():
         m.step(torch.zeros(2, 5), state)
     with pytest.raises(seqbench.SeqbenchError, match="batch_size must be a positive integer"):
         m.init_state(0)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast, monkeypatch):
+    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", fast)
+    m = small_streamer("tcn").double()
+    x = torch.randn(2, 150, 3, dtype=torch.float64)
+    with torch.no_grad():
+        full = m(x)
+    state, outs, t = m.init_state(2), [], 0
+    for c in [1, 1, 40, 1, 3, 1, 70, 1, 1, 32]:
+        y, state = m.step(x[:, t] if c == 1 else x[:, t:t + c], state)
+        outs.append(y if c > 1 else y[:, None])
+        t += c
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-10)

@@ -65,13 +65,13 @@ class SeqModel(nn.Module):
             raise SeqbenchError(f"batch_size must be a positive integer, got {batch_size!r}")
         return self._init_state(batch_size)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """Advance the stream: x (B, d_in) -> y (B, d_out), or a chunk x (B, C, d_in) -> (B, C, d_out).
 
         Equals ``self(x_full)[:, t]`` for the same weights. Streaming is inference: call
         ``model.eval()`` first (dropout is not applied in convolutional models' steps); runs
-        without autograd. Convolutional models read their weights when ``init_state`` is called.
+        in ``torch.inference_mode`` (outputs are inference tensors, not for autograd). Convolutional models read their weights when ``init_state`` is called.
         """
         self._check_streamable()
         if isinstance(x, torch.Tensor) and x.dim() == 3:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +26,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import RingBuffer
+from seqbench.models.streaming import SlidingBuffer, use_numpy_for
 
 def init_uniform_fan_in(weight: torch.Tensor) -> torch.Tensor:
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in place; fan_in = in_channels * kernel_size."""
@@ -96,44 +97,63 @@ class TCN(SeqModel):
             h = block(h)  # (B, hidden, L)
         return self.head(h.transpose(1, 2))  # (B, L, d_out)
 
-    # -- streaming: one ring buffer per conv holding its last (k-1)*d inputs -------------------
+    # -- streaming: one sliding buffer per conv holding its last (k-1)*d inputs --------------
     def _init_state(self, batch_size: int) -> dict:
+        """Buffers plus the weights folded once (weight norm applied) in the step's layout."""
         k, like = self.kernel_size, self._param_like()
-        layers = []
+        fast = use_numpy_for(like)
+        arr = (lambda t: np.ascontiguousarray(t.detach().numpy())) if fast else (lambda t: t.detach().contiguous())
+        blocks = []
         for block, d in zip(self.blocks, self.dilations):
             convs = []
             for conv in (block.conv1, block.conv2):
-                w = conv.weight.detach()  # weight norm folded once: (C_out, C_in, k)
-                convs.append({"ring": RingBuffer(batch_size, w.shape[1], (k - 1) * d + 1, like),
-                              "w": w, "w_flat": w.reshape(w.shape[0], -1).t().contiguous(),  # (C_in*k, C_out)
-                              "b": conv.bias.detach(), "d": d})
+                w, b = conv.weight.detach(), conv.bias.detach()  # (C_out, C_in, k), (C_out,)
+                # taps arrive as (k, C_in + 1) with a constant-1 channel: rows [W_j; 0] per tap j, and
+                # the bias on the newest tap's ones row, so one matmul computes conv + bias
+                w_aug = torch.cat([w.permute(2, 1, 0), torch.zeros(k, 1, w.shape[0], dtype=w.dtype)], dim=1)
+                w_aug[-1, -1] = b
+                convs.append((SlidingBuffer(batch_size, w.shape[1], (k - 1) * d + 1, like, fast, ones=True), d,
+                              arr(w_aug.reshape(-1, w.shape[0])), w, b))
             down = block.downsample
-            layers.append((convs, None if down is None else
-                           (down.weight.detach()[:, :, 0].t().contiguous(), down.bias.detach())))
-        return {"layers": layers}
+            blocks.append((convs, None if down is None else (arr(down.weight[:, :, 0].t()), arr(down.bias),
+                                                             down.weight.detach(), down.bias.detach())))
+        head = (arr(self.head.weight.t()), arr(self.head.bias))
+        zero = arr(torch.zeros((), dtype=like.dtype))  # an array, not the scalar 0: halves np.maximum's cost
+        return {"blocks": blocks, "head": head, "numpy": fast, "zero": zero}
 
     def _step(self, x_t: torch.Tensor, state: dict):
-        B, k = x_t.shape[0], self.kernel_size
-        h = x_t  # (B, d_in)
-        for convs, down in state["layers"]:
-            a = h
-            for c in convs:  # conv over the window = one matmul over the k taps: (B, C_in*k) @ (C_in*k, C_out)
-                c["ring"].push(a)
-                a = torch.addmm(c["b"], c["ring"].taps(k, c["d"]).reshape(B, -1), c["w_flat"]).relu_()
-            res = h if down is None else torch.addmm(down[1], h, down[0])
-            h = (a + res).relu_()  # (B, hidden)
-        return self.head(h), state
+        """One sample through every level. Per conv: a strided view of its k taps, one matmul (bias
+        folded in) written straight into the buffer of the conv that reads it next, an in-place ReLU."""
+        fast, k, zero, blocks = state["numpy"], self.kernel_size, state["zero"], state["blocks"]
+        mm, clamp = (np.matmul, np.maximum) if fast else (torch.matmul, torch.clamp_min)  # clamp(a, zero, out=a): ReLU
+        B = x_t.shape[0]
+        h = blocks[0][0][0][0].advance()  # the first conv's buffer slot for this input
+        h[...] = x_t.numpy() if fast else x_t
+        for i, (convs, down) in enumerate(blocks):
+            (buf1, d, w1, _, _), (buf2, _, w2, _, _) = convs
+            a = buf2.advance()
+            clamp(mm(buf1.taps(k, d).reshape(B, -1), w1, out=a), zero, out=a)  # conv1 -> conv2's buffer
+            out = blocks[i + 1][0][0][0].advance() if i + 1 < len(blocks) else (
+                np.empty((B, self.hidden), dtype=a.dtype) if fast else a.new_empty(B, self.hidden))
+            clamp(mm(buf2.taps(k, d).reshape(B, -1), w2, out=out), zero, out=out)  # conv2 -> next block's buffer
+            if down is None:
+                out += h
+            else:
+                out += h @ down[0]
+                out += down[1]
+            h = clamp(out, zero, out=out)  # block output (B, hidden), already where the next block reads it
+        y = h @ state["head"][0] + state["head"][1]
+        return (torch.from_numpy(y) if fast else y), state
 
     def _step_chunk(self, x: torch.Tensor, state: dict):
-        k = self.kernel_size
+        """A chunk through every level as real convolutions over [history, chunk]."""
         h = x.transpose(1, 2)  # (B, d_in, C)
-        for convs, down in state["layers"]:
+        for convs, down in state["blocks"]:
             a = h
-            for c in convs:  # real convolution over [history, chunk]; no padding needed
-                ring = c["ring"]
-                full = torch.cat([ring.recent(ring.window - 1), a], dim=-1)  # (B, C_in, (k-1)d + C)
-                ring.load(full)
-                a = F.conv1d(full, c["w"], c["b"], dilation=c["d"]).relu_()
-            res = h if down is None else torch.einsum("bcl,co->bol", h, down[0]) + down[1][:, None]
+            for buf, d, _, w, b in convs:
+                full = torch.cat([buf.recent(buf.window - 1).transpose(1, 2), a], dim=-1)  # (B, C_in, (k-1)d + C)
+                buf.load(full.transpose(1, 2))
+                a = F.conv1d(full, w, b, dilation=d).relu_()
+            res = h if down is None else F.conv1d(h, down[2], down[3])
             h = (a + res).relu_()
         return self.head(h.transpose(1, 2)), state

@@ -25,7 +25,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import RingBuffer
+from seqbench.models.streaming import SlidingBuffer
 
 
 @register_model("trellisnet", width_arg="hidden")
@@ -99,11 +99,11 @@ class TrellisNet(SeqModel):
     def _init_state(self, batch_size: int) -> dict:
         k, H, like = self.kernel_size, self.hidden, self._param_like()
         w_x, w_h, b = (t.detach() for t in self._split_weight())
-        return {"x": RingBuffer(batch_size, self.d_in, (k - 1) * max(self.level_dilations) + 1, like),
-                "h": [RingBuffer(batch_size, H, (k - 1) * d + 1, like) for d in self.level_dilations],
-                "c": [RingBuffer(batch_size, H, d + 1, like) for d in self.level_dilations],
-                "w_x": w_x.reshape(4 * H, -1).t().contiguous(),  # (d_in*k, 4H)
-                "w_h": w_h.reshape(4 * H, -1).t().contiguous(),  # (H*k, 4H)
+        return {"x": SlidingBuffer(batch_size, self.d_in, (k - 1) * max(self.level_dilations) + 1, like),
+                "h": [SlidingBuffer(batch_size, H, (k - 1) * d + 1, like) for d in self.level_dilations],
+                "c": [SlidingBuffer(batch_size, H, d + 1, like) for d in self.level_dilations],
+                "w_x": w_x.permute(2, 1, 0).reshape(-1, 4 * H).contiguous(),  # (k*d_in, 4H), taps in (j, c) order
+                "w_h": w_h.permute(2, 1, 0).reshape(-1, 4 * H).contiguous(),  # (k*H, 4H)
                 "b": b}
 
     def _step(self, x_t: torch.Tensor, state: dict):

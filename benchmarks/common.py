@@ -1,0 +1,69 @@
+"""Shared helpers for the benchmarks: timing and a machine description."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
+
+
+def time_per_call(fn: Callable[[], object], *, repeats: int = 5, min_time: float = 0.2) -> float:
+    """Median seconds per call over ``repeats`` blocks, each block at least ``min_time`` long."""
+    fn()  # warm-up
+    n = 1
+    while True:  # calibrate the block size
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            break
+        n *= 2
+    samples = [dt / n]
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - t0) / n)
+    return statistics.median(samples)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_time: float = 0.1
+                     ) -> dict[str, float]:
+    """Median seconds per call of each fn, measured in alternating rounds so that load changes on a
+    shared machine hit every candidate alike (use for ratios)."""
+    calls = {}
+    for name, fn in fns.items():  # warm up and calibrate each block to ~min_time
+        fn()
+        n = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            if time.perf_counter() - t0 >= min_time:
+                break
+            n *= 2
+        calls[name] = n
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            n = calls[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v) for name, v in samples.items()}

@@ -1,0 +1,73 @@
+"""Streaming latency: one new sample through every causal model at ~70K parameters, vs recomputing
+the model over its receptive window for each new sample (what a model without a step mode must do).
+
+    python benchmarks/streaming.py [--threads 1] [--params 70k]
+
+Targets (issue 3): the TCN streams >= 100x faster than window recompute, and its step costs no
+more than 2x an LSTM step of equal parameter count.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import seqbench  # noqa: E402
+from common import machine, time_interleaved  # noqa: E402
+
+WINDOW_FOR_UNBOUNDED = 3061  # window recomputed for models without a finite receptive field
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--params", default="70k")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    d_in, d_out = 1, 10
+    models = {name: seqbench.create_model(name, d_in, d_out, params=args.params).eval()
+              for name in seqbench.list_models()}
+    # a TCN with receptive field >= 3,000: the 70K seq-MNIST shape (8 levels, k=7) has 3,061
+    assert models["tcn"].receptive_field >= 3000
+
+    results = {}
+    print(f"{'model':12} {'params':>7} {'window':>6} | {'B=1 step':>10} {'B=1 window':>11} {'ratio':>7} |"
+          f" {'B=32 step':>10} {'B=32 window':>11} {'ratio':>7}")
+    for name, m in models.items():
+        window = m.receptive_field or WINDOW_FOR_UNBOUNDED
+        row = {}
+        for B in (1, 32):
+            state = m.init_state(B)
+            x_hist = torch.randn(B, window, d_in)
+            with torch.inference_mode():
+                m.step(x_hist, state)  # fill the history (a real stream's past)
+            x_t = torch.randn(B, d_in)
+            if name == "transformer":  # keep the KV cache at the window length: step on a copy each time
+                step = lambda: m.step(x_t, {"t": state["t"], "k": list(state["k"]), "v": list(state["v"])})  # noqa: E731
+            else:
+                step = lambda: m.step(x_t, state)  # noqa: E731
+            with torch.inference_mode():
+                t = time_interleaved({"step": step, "window": lambda: m(x_hist)[:, -1]})
+            row[B] = (t["step"], t["window"])
+        results[name] = row
+        n = seqbench.count_params(m)
+        print(f"{name:12} {n:>7,} {window:>6} | {row[1][0] * 1e3:>8.3f}ms {row[1][1] * 1e3:>9.2f}ms "
+              f"{row[1][1] / row[1][0]:>6.0f}x | {row[32][0] * 1e3:>8.3f}ms {row[32][1] * 1e3:>9.2f}ms "
+              f"{row[32][1] / row[32][0]:>6.0f}x", flush=True)
+
+    tcn, lstm = results["tcn"], results["lstm"]
+    print()
+    for B in (1, 32):
+        speedup = tcn[B][1] / tcn[B][0]
+        vs_lstm = tcn[B][0] / lstm[B][0]
+        print(f"batch {B:>2}: TCN (RF {models['tcn'].receptive_field}) streaming is {speedup:.0f}x faster than "
+              f"window recompute [target >= 100x: {'PASS' if speedup >= 100 else 'FAIL'}]; "
+              f"TCN step / LSTM step = {vs_lstm:.2f} [target <= 2: {'PASS' if vs_lstm <= 2 else 'FAIL'}]")
+
+
+if __name__ == "__main__":
+    main()
