@@ -25,12 +25,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--params", default="70k")
+    ap.add_argument("--models", default="", help="comma-separated subset (tcn and lstm are always run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     d_in, d_out = 1, 10
     models = {name: seqbench.create_model(name, d_in, d_out, params=args.params).eval()
-              for name in seqbench.list_models()}
+              for name in seqbench.list_models()
+              if not args.models or name in {"tcn", "lstm", *args.models.split(",")}}
     # a TCN with receptive field >= 3,000: the 70K seq-MNIST shape (8 levels, k=7) has 3,061
     assert models["tcn"].receptive_field >= 3000
 

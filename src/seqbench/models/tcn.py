@@ -121,14 +121,19 @@ class TCN(SeqModel):
         zero = arr(torch.zeros((), dtype=like.dtype))  # an array, not the scalar 0: halves np.maximum's cost
         return {"blocks": blocks, "head": head, "numpy": fast, "zero": zero}
 
+    def _step_is_torch_free(self, state: dict) -> bool:
+        return state["numpy"]
+
     def _step(self, x_t: torch.Tensor, state: dict):
         """One sample through every level. Per conv: a strided view of its k taps, one matmul (bias
         folded in) written straight into the buffer of the conv that reads it next, an in-place ReLU."""
         fast, k, zero, blocks = state["numpy"], self.kernel_size, state["zero"], state["blocks"]
-        mm, clamp = (np.matmul, np.maximum) if fast else (torch.matmul, torch.clamp_min)  # clamp(a, zero, out=a): ReLU
         B = x_t.shape[0]
+        # np.dot (BLAS, less overhead than matmul) needs a contiguous out=: the buffer slot is one at B=1
+        mm = (np.dot if B == 1 else np.matmul) if fast else torch.matmul
+        clamp = np.maximum if fast else torch.clamp_min  # clamp(a, zero, out=a): in-place ReLU
         h = blocks[0][0][0][0].advance()  # the first conv's buffer slot for this input
-        h[...] = x_t.numpy() if fast else x_t
+        h[...] = x_t.detach().numpy() if fast else x_t
         for i, (convs, down) in enumerate(blocks):
             (buf1, d, w1, _, _), (buf2, _, w2, _, _) = convs
             a = buf2.advance()

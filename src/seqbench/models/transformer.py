@@ -123,8 +123,8 @@ def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Ten
     """Write new (B, H, C, D) at positions t0..t0+C-1 of a capacity-doubling cache."""
     need = t0 + new.shape[2]
     if cache is None or cache.shape[2] < need:
-        grown = new.new_zeros(*new.shape[:2], max(need, 2 * (0 if cache is None else cache.shape[2]), 16),
-                              new.shape[3])
+        capacity = max(16, 1 << (need - 1).bit_length())  # next power of two: room for the steps that follow
+        grown = new.new_zeros(*new.shape[:2], capacity, new.shape[3])
         if cache is not None:
             grown[:, :, :t0] = cache[:, :, :t0]
         cache = grown
