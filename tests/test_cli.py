@@ -26,7 +26,26 @@ def test_models_budget_table_within_5_percent(capsys):
 
 def test_tasks_table(capsys):
     code, out, _ = run(capsys, "tasks")
-    assert code == 0 and "adding" in out and "copy_memory" in out and "0.1767" in out
+    assert code == 0 and "0.1767" in out and "unavailable" not in out
+    listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
+    for name in ["adding", "copy_memory", "smnist", "pmnist", "smnist:digits", "chorales", "ptb_word", "ptb_char",
+                 "tsc:GunPoint", "tsc:ArrowHead", "tsc:ItalyPowerDemand", "tsc:BasicMotions", "tsc:JapaneseVowels",
+                 "tsc:PLAID", "forecast:sunspots", "forecast:airpassengers", "forecast:co2"]:
+        assert name in listed, name
+    assert "custom" in out
+
+
+def test_train_on_a_real_task(capsys):
+    code, out, _ = run(capsys, "train", "--task", "smnist:digits", "--model", "tcn", "--model-opt", "levels=4",
+                       "--model-opt", "hidden=12", "--epochs", "1", "--no-progress", "--threads", "1")
+    assert code == 0 and "test accuracy:" in out and "trivial baseline: 0.07333" in out
+
+
+def test_missing_extra_names_it():
+    from seqbench.data import require
+    import seqbench
+    with pytest.raises(seqbench.SeqbenchError, match=r"seqbench\[data\]"):
+        require("sktime_not_installed_anywhere", why="tsc:GunPoint")
 
 
 def test_train_prints_metric_baseline_and_paper(capsys, tmp_path):

@@ -154,3 +154,25 @@ def test_registry_refuses_duplicates():
 def test_list_models_pattern():
     assert seqbench.list_models("*ru") == ["gru", "lru"]
     assert {"tcn", "lstm", "gru", "rnn"} <= set(seqbench.list_models())
+
+
+@pytest.mark.parametrize("length", [1, 6, 37, 200])
+def test_forward_last_equals_last_step_of_forward(model_name, length):
+    m = small_model(model_name).eval()
+    x = torch.randn(2, length, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(m.forward_last(x), m(x)[:, -1:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("levels,k", [(3, 2), (5, 3), (4, 7)])
+def test_tcn_forward_last_gradients_match_full_forward(levels, k):
+    """The decimated last-step path trains the same function: equal gradients for every parameter."""
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 2, 3, hidden=6, levels=levels, kernel_size=k)
+    x = torch.randn(3, 90, 2)
+    m(x)[:, -1].pow(2).sum().backward()
+    full = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    m.forward_last(x)[:, -1].pow(2).sum().backward()
+    for n, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, full[n], rtol=1e-4, atol=1e-6, msg=n)

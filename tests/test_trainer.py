@@ -155,3 +155,18 @@ def test_model_task_dimension_mismatch():
     task = tiny_adding()
     with pytest.raises(seqbench.SeqbenchError, match="needs 2 -> 1"):
         seqbench.train(seqbench.create_model("lstm", 3, 1, hidden=4), task, progress=False)
+
+
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    """Where torch.compile is unavailable, --compile trains in eager mode (same curve), with a warning."""
+    task = tiny_adding()
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-2, seed=3)
+    eager = seqbench.train(tiny_model(task), task, cfg, progress=False)
+
+    def no_compiler(*a, **k):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with pytest.warns(UserWarning, match="eager"):
+        fallback = seqbench.train(tiny_model(task), task, TrainConfig(epochs=2, batch_size=32, lr=1e-2, seed=3,
+                                                                      compile=True), progress=False)
+    assert [r["train_loss"] for r in fallback.history] == [r["train_loss"] for r in eager.history]

@@ -2,13 +2,14 @@
 suite, and systematic, matched-budget comparisons."""
 from seqbench.errors import SeqbenchError
 from seqbench.models import (SeqModel, count_params, create_model, empirical_receptive_field,
-                             list_models, model_from_config, register_model, solve_width_for_budget)
+                             list_models, model_for_task, model_from_config, register_model,
+                             solve_width_for_budget)
 from seqbench.tasks import Task, create_task, list_tasks, register_task
 from seqbench.train import TrainConfig, TrainResult, load_model, train
 
 __version__ = "0.1.0"
 
 __all__ = ["SeqbenchError", "SeqModel", "count_params", "create_model", "empirical_receptive_field",
-           "list_models", "model_from_config", "register_model", "solve_width_for_budget", "Task",
+           "list_models", "model_for_task", "model_from_config", "register_model", "solve_width_for_budget", "Task",
            "create_task", "list_tasks", "register_task", "TrainConfig", "TrainResult", "load_model",
            "train", "__version__"]

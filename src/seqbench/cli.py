@@ -83,15 +83,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     import seqbench
+    from seqbench.tasks.registry import get_task_class
+    names = [n if not v else f"{n}:{v}" for n in seqbench.list_tasks() for v in get_task_class(n).listed_variants]
     rows = []
-    for name in seqbench.list_tasks():
-        info = seqbench.create_task(name).info()
+    for name in names:
+        print(f"loading {name}...", end="\r", file=sys.stderr, flush=True)
+        try:
+            info = seqbench.create_task(name).info()
+        except seqbench.SeqbenchError as e:  # e.g. the data extra is missing
+            rows.append({"task": name, "source": f"unavailable: {e}"})
+            continue
         rows.append({"task": name, "train/valid/test": f"{info['train']:,}/{info['valid']:,}/{info['test']:,}",
                      "d_in": info["d_in"], "d_out": info["d_out"], "seq_len": info["seq_len"],
                      "metric": f"{info['metric']} ({info['direction']})", "baseline": fmt(info["baseline"]),
                      "source": info["source"]})
     print(format_table(rows, ["task", "train/valid/test", "d_in", "d_out", "seq_len", "metric",
                               "baseline", "source"], align_right=["d_in", "d_out", "seq_len", "baseline"]))
+    print("custom: your own CSV/Parquet/NPZ file, e.g. --task custom --task-opt path=data.csv (see README, "
+          "'Your own data')")
     return 0
 
 
@@ -99,7 +108,7 @@ def _train_config(args: argparse.Namespace, task) -> "Any":
     from seqbench.train import TrainConfig
     return TrainConfig.for_task(task, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                                 lr=args.lr, clip=args.clip, schedule=args.schedule,
-                                steps_per_epoch=args.steps_per_epoch, seed=args.seed)
+                                steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -113,8 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from seqbench.train.trainer import prepare_out_dir
         prepare_out_dir(args.out, args.overwrite)
     seed_everything(args.seed)
-    model = seqbench.create_model(args.model, task.d_in, task.d_out, params=args.params,
-                                  causal=not args.non_causal, **parse_options(args.model_opt, "--model-opt"))
+    model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
+                                    **parse_options(args.model_opt, "--model-opt"))
     rf = model.receptive_field
     print(f"{args.model} ({model.describe()}): {seqbench.count_params(model):,} params, receptive field "
           f"{'unbounded' if rf is None else f'{rf:,}'}; task {task.name}, seq_len {task.seq_len}", file=sys.stderr)
@@ -174,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
     tr.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="TCN vs LSTM vs GRU at ~70K parameters on the adding problem")

@@ -54,6 +54,14 @@ class SeqModel(nn.Module):
             raise SeqbenchError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}; "
                                 "convert with x.float()")
 
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The last step's output only: (B, 1, d_out), equal to ``self(x)[:, -1:]``.
+
+        Tasks that read one prediction per sequence (seq-MNIST, adding) train and evaluate through
+        this; models that can skip the work only other steps need override it.
+        """
+        return self(x)[:, -1:]
+
     # -- streaming ---------------------------------------------------------------------------
     # Subclasses that stream set ``supports_step = True`` and implement ``_init_state`` and
     # ``_step`` (one sample); ``_step_chunk`` defaults to a loop over ``_step`` and is overridden

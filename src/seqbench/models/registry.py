@@ -50,13 +50,20 @@ def get_model_entry(name: str) -> ModelEntry:
 
 
 def create_model(name: str, d_in: int, d_out: int, *, params: int | str | None = None,
-                 causal: bool = True, **cfg) -> SeqModel:
+                 causal: bool = True, embed_dim: int | None = None, emb_dropout: float = 0.0,
+                 **cfg) -> SeqModel:
     """Build a zoo model mapping (B, L, d_in) -> (B, L, d_out).
 
     ``params=N`` (or "70k") solves the model's width so its parameter count lands within 5% of N
     (see ``seqbench.models.budget``); other keyword arguments set the architecture (``levels``,
     ``kernel_size``, ``dropout``...). Unknown keywords raise an error listing the valid ones.
+
+    ``embed_dim=E`` builds a token model (``seqbench.models.embedding.TokenModel``): ids (B, L) in
+    0..d_in-1 -> logits (B, L, d_out), with d_out == d_in (the decoder is tied to the embedding);
+    a budget then covers the embedding too.
     """
+    if embed_dim is not None:
+        return _create_token_model(name, d_in, d_out, params, causal, embed_dim, emb_dropout, cfg)
     entry = get_model_entry(name)
     valid = entry.config_keys()
     unknown = sorted(set(cfg) - set(valid))
@@ -72,6 +79,32 @@ def create_model(name: str, d_in: int, d_out: int, *, params: int | str | None =
     model = entry.cls(d_in=d_in, d_out=d_out, causal=causal, **cfg)
     model.config = {"name": name, "d_in": d_in, "d_out": d_out, "causal": causal, **cfg}
     return model
+
+
+def _create_token_model(name, vocab, d_out, params, causal, embed_dim, emb_dropout, cfg) -> SeqModel:
+    from seqbench.models.embedding import TokenModel
+    if d_out != vocab:
+        raise SeqbenchError(f"a token model's decoder is tied to its embedding: d_out must equal the vocabulary "
+                            f"size d_in={vocab}, got {d_out}")
+    if not (isinstance(embed_dim, int) and embed_dim >= 1 and isinstance(vocab, int) and vocab >= 2):
+        raise SeqbenchError(f"embed_dim must be a positive integer and the vocabulary >= 2, got {embed_dim}, {vocab}")
+    inner_budget = None
+    if params is not None:
+        shared = vocab * embed_dim + vocab  # tied embedding/decoder + decoder bias
+        inner_budget = parse_count(params) - shared
+        if inner_budget <= 0:
+            raise SeqbenchError(f"a budget of {parse_count(params):,} params does not cover the embedding alone "
+                                f"({shared:,} = vocab {vocab:,} x embed_dim {embed_dim} + bias); raise params or "
+                                "lower embed_dim")
+    inner = create_model(name, embed_dim, embed_dim, params=inner_budget, causal=causal, **cfg)
+    model = TokenModel(inner, vocab, embed_dim, emb_dropout)
+    model.config = {**inner.config, "d_in": vocab, "d_out": vocab, "embed_dim": embed_dim, "emb_dropout": emb_dropout}
+    return model
+
+
+def model_for_task(name: str, task, *, params: int | str | None = None, causal: bool = True, **cfg) -> SeqModel:
+    """``create_model`` with the task's dimensions (and ``embed_dim`` for token tasks unless given)."""
+    return create_model(name, task.d_in, task.d_out, params=params, causal=causal, **{**task.model_kwargs(), **cfg})
 
 
 def model_from_config(config: dict) -> SeqModel:

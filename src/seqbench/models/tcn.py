@@ -61,6 +61,24 @@ class TemporalBlock(nn.Module):
         res = x if self.downsample is None else self.downsample(x)
         return F.relu(h + res)
 
+    def forward_decimated(self, x: torch.Tensor) -> torch.Tensor:
+        """The causal block on a sequence subsampled at its dilation d, ending at the last step.
+
+        x (B, C_in, n) holds the steps t = L-1, L-1-d, L-1-2d, ... (oldest first): exactly the taps
+        the block's convs read, so dilation d becomes dilation 1. Only outputs at L-1, L-1-2d, ...
+        are returned (B, C_out, ceil(n/2)): all that the next block (dilation 2d) reads.
+        """
+        k = self.conv1.kernel_size[0]
+        h = self.dropout(F.relu(F.conv1d(F.pad(x, (k - 1, 0)), self.conv1.weight, self.conv1.bias)))
+        n = h.shape[-1]
+        start = (n - 1) % 2  # conv2 at stride 2, aligned so its last window ends at the last step
+        h = self.dropout(F.relu(F.conv1d(F.pad(h, (k - 1 - start, 0)) if k - 1 >= start else h[..., start - k + 1:],
+                                         self.conv2.weight, self.conv2.bias, stride=2)))
+        res = x[..., start::2]
+        if self.downsample is not None:
+            res = self.downsample(res)
+        return F.relu(h + res)
+
 
 @register_model("tcn", width_arg="hidden")
 class TCN(SeqModel):
@@ -96,6 +114,21 @@ class TCN(SeqModel):
         for block in self.blocks:
             h = block(h)  # (B, hidden, L)
         return self.head(h.transpose(1, 2))  # (B, L, d_out)
+
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, d_out) == self(x)[:, -1:], computing only the conv outputs the last step depends on.
+
+        Block i (dilation 2^i) only ever reads its input at steps L-1 - m 2^i, so each block runs
+        on a subsampled sequence at dilation 1, and its second conv at stride 2: about 3L conv
+        outputs in all instead of 2L per block (5.3x fewer FLOPs at 8 levels; BENCHMARKS.md).
+        """
+        if not self.causal:
+            return super().forward_last(x)
+        self.check_input(x)
+        h = x.transpose(1, 2)
+        for block in self.blocks:
+            h = block.forward_decimated(h)
+        return self.head(h[:, :, -1:].transpose(1, 2))
 
     # -- streaming: one sliding buffer per conv holding its last (k-1)*d inputs --------------
     def _init_state(self, batch_size: int) -> dict:

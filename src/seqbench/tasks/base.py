@@ -49,6 +49,7 @@ class Task:
     paper: PaperReference = PaperReference()
     output_steps: str = "all"
     source: str = ""
+    listed_variants: tuple[str, ...] = ("",)  # what `seqbench tasks` lists: "" = the plain name, else name:variant
     # Trainer settings that suit this task (optimizer, lr, batch size, clip...), overridable.
     recommended: dict[str, Any] = {}
 
@@ -82,6 +83,19 @@ class Task:
     def _batch(self, split: str, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra ``create_model`` arguments this task's inputs need (token tasks: ``embed_dim``)."""
+        if getattr(self, "input_kind", "features") == "tokens":
+            return {"embed_dim": self.recommended.get("embed_dim", 128)}
+        return {}
+
+    def predict(self, model, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for this task: (B, L, d_out), or (B, 1, d_out) from
+        ``model.forward_last`` when the task reads the last step only (skips work where a model can)."""
+        if self.output_steps == "last" and hasattr(model, "forward_last"):
+            return model.forward_last(x)
+        return model(x)
+
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Training loss (a scalar) from model output (B, L, d_out)."""
         raise NotImplementedError
@@ -97,12 +111,16 @@ class Task:
         model.eval()
         totals: dict[str, list[float]] = {}
         for x, y in self.batches(split, batch_size):
-            for k, (s, c) in self.score(model(x), y).items():
+            for k, (s, c) in self.score(self.predict(model, x), y).items():
                 acc = totals.setdefault(k, [0.0, 0])
                 acc[0] += s
                 acc[1] += c
         model.train(was_training)
-        return {k: s / max(c, 1) for k, (s, c) in totals.items()}
+        return self.finalize({k: s / max(c, 1) for k, (s, c) in totals.items()})
+
+    def finalize(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from the per-sample means (e.g. perplexity = exp(mean NLL))."""
+        return means
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "train": self.sizes.get("train"), "valid": self.sizes.get("valid"),

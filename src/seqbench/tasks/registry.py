@@ -42,7 +42,7 @@ def create_task(name: str, **cfg) -> Task:
     cls = get_task_class(name)
     if ":" in name:
         cfg["variant"] = name.split(":", 1)[1]
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    valid = list(inspect.signature(cls).parameters)  # __init__'s, or __new__'s for factory classes
     unknown = sorted(set(cfg) - set(valid))
     if unknown:
         raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
@@ -51,4 +51,10 @@ def create_task(name: str, **cfg) -> Task:
 
 
 def _ensure_loaded() -> None:
+    import seqbench.tasks.custom  # noqa: F401
+    import seqbench.tasks.forecast  # noqa: F401
+    import seqbench.tasks.language  # noqa: F401
+    import seqbench.tasks.mnist  # noqa: F401
+    import seqbench.tasks.music  # noqa: F401
     import seqbench.tasks.synthetic  # noqa: F401
+    import seqbench.tasks.tsc  # noqa: F401

@@ -46,6 +46,7 @@ class TrainConfig:
     aux_weight: float = 0.0        # weight of auxiliary losses on model.aux_outputs (TrellisNet aux_freq)
     eval_batch_size: int = 256
     seed: int = 0
+    compile: bool = False          # torch.compile the training forward (falls back to eager if it fails)
 
     @classmethod
     def for_task(cls, task: Task, **overrides: Any) -> "TrainConfig":
@@ -132,6 +133,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
         atomic_write_json(out / "config.json", {"model": getattr(model, "config", None),
                                                 "task": task.config(), "train": dataclasses.asdict(cfg)})
     seed_everything(cfg.seed)
+    forward = compiled_forward(task) if cfg.compile else task.predict
     opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     metric = task.metric
     sched = _make_schedule(cfg, opt, metric)
@@ -158,7 +160,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
                     raise SeqbenchError(f"task {task.name!r} produced NaN/inf inputs in a training "
                                         "batch; clean the data (drop or impute missing values)")
                 opt.zero_grad(set_to_none=True)
-                loss = task.loss(model(x), y)
+                loss = task.loss(forward(model, x), y)
                 if cfg.aux_weight and getattr(model, "aux_outputs", None):
                     loss = loss + cfg.aux_weight * sum(task.loss(a, y) for a in model.aux_outputs)
                 if not torch.isfinite(loss):
@@ -210,6 +212,32 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
     if out is not None:
         atomic_write_json(out / "result.json", dataclasses.asdict(result) | {"history": None})
     return result
+
+
+def compiled_forward(task: Task):
+    """``task.predict`` through torch.compile (inductor), falling back to eager with a warning when
+    compilation is unavailable or fails. On the 2-core CPU it was measured slower than eager for
+    the TCN (BENCHMARKS.md), so it is off by default."""
+    import warnings
+
+    try:
+        fn = torch.compile(task.predict)
+    except Exception as e:  # noqa: BLE001 - e.g. no compiler toolchain, unsupported platform
+        warnings.warn(f"torch.compile unavailable ({type(e).__name__}: {e}); training in eager mode")
+        return task.predict
+    state = {"fn": fn}
+
+    def forward(model, x):
+        try:
+            return state["fn"](model, x)
+        except Exception as e:  # noqa: BLE001 - inductor errors surface at the first call
+            if state["fn"] is task.predict:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                          "training in eager mode")
+            state["fn"] = task.predict
+            return task.predict(model, x)
+    return forward
 
 
 def _make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, metric):
