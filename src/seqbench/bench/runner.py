@@ -1,0 +1,180 @@
+"""Run a sweep's trials, each in its own process, and record them in the store.
+
+``local`` (default): up to ``workers`` trial processes at once (default: one per core), each with
+``cores // workers`` torch threads so workers never oversubscribe the CPU. A trial process that
+crashes or is killed (e.g. out of memory) fails that trial only; the failure and its exit code
+are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux), so a killed
+sweep leaves no orphans; its unfinished trials are rerun by the next run of the same command.
+
+``ray``: trials as Ray tasks (``num_cpus`` each; one fresh worker process per trial), for when one
+machine is not enough; ``address`` joins an existing cluster. Results come back to this driver,
+which writes them into the same store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqbench.bench.store import Store
+from seqbench.errors import SeqbenchError
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int = 0  # already done before this run
+    done: int = 0
+    failed: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Progress:
+    """Done / running / failed / total, the current best per task, and an ETA, on one live line."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool | None):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, initial=skipped, unit="trial", desc="sweep", dynamic_ncols=True,
+                        disable=None if enabled is None else not enabled)
+        self.best: dict[str, tuple[float, str, bool]] = {}
+        self.failed = 0
+
+    def update(self, running: int, trial: dict | None = None, result: dict | None = None, failed: bool = False):
+        if trial is not None:
+            self.bar.update(1)
+            self.failed += failed
+            if result and result.get("test_metric") is not None:
+                v, hib = result["test_metric"], bool(result["higher_is_better"])
+                cur = self.best.get(trial["task"])
+                if cur is None or (v > cur[0] if hib else v < cur[0]):
+                    self.best[trial["task"]] = (v, trial["model"], hib)
+        best = " ".join(f"{t}:{m}={v:.4g}" for t, (v, m, _) in sorted(self.best.items()))
+        self.bar.set_postfix_str(f"running {running}, failed {self.failed}" + (f" | best {best}" if best else ""))
+
+    def close(self):
+        self.bar.close()
+
+
+def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", workers: int | None = None,
+              address: str | None = None, progress: bool | None = None, cpus_per_trial: int | None = None) -> SweepSummary:
+    """Run every trial not yet done in ``db``; failed and interrupted trials are rerun."""
+    if executor not in ("local", "ray"):
+        raise SeqbenchError(f"unknown executor {executor!r}; use local or ray")
+    with Store(db) as store:
+        store.add(trials)
+        todo = [t for t in trials if store.status(t["key"]) != "done"]
+        summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
+        bar = Progress(len(trials), summary.skipped, progress)
+        try:
+            if executor == "local":
+                _run_local(todo, store, summary, bar, workers, cpus_per_trial)
+            else:
+                _run_ray(todo, store, summary, bar, address, cpus_per_trial)
+        finally:
+            bar.close()
+    return summary
+
+
+def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, result: dict | None, error: str | None,
+            running: int) -> None:
+    if error is None:
+        store.finish(trial["key"], result)
+        summary.done += 1
+    else:
+        store.fail(trial["key"], error)
+        summary.failed += 1
+        summary.errors[trial["key"]] = error
+    bar.update(running, trial, result, failed=error is not None)
+
+
+def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
+    cores = os.cpu_count() or 1
+    workers = max(1, workers or cores)
+    threads = cpus_per_trial or max(1, cores // workers)
+    pending = list(todo)
+    running: dict[subprocess.Popen, tuple[dict, Path]] = {}
+    with tempfile.TemporaryDirectory(prefix="seqbench-sweep-") as tmp:
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    trial = pending.pop(0)
+                    tpath, rpath = Path(tmp) / f"{trial['key']}.json", Path(tmp) / f"{trial['key']}.result.json"
+                    tpath.write_text(json.dumps(trial))
+                    store.start(trial["key"])
+                    with open(rpath.with_suffix(".err"), "w") as err:  # a file, not a pipe: never blocks the child
+                        proc = subprocess.Popen([sys.executable, "-m", "seqbench.bench.worker", str(tpath), str(rpath),
+                                                 str(threads)], stdout=subprocess.DEVNULL, stderr=err,
+                                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                    running[proc] = (trial, rpath)
+                    bar.update(len(running))
+                time.sleep(0.05)
+                for proc in [p for p in running if p.poll() is not None]:
+                    trial, rpath = running.pop(proc)
+                    stderr = rpath.with_suffix(".err").read_text(errors="replace")
+                    result, error = _collect(rpath, proc.returncode, stderr)
+                    _record(store, summary, bar, trial, result, error, len(running))
+        finally:
+            for proc in running:  # interrupted (Ctrl-C): stop the trials; the store still says running
+                proc.kill()
+
+
+def _collect(rpath: Path, code: int, stderr: str) -> tuple[dict | None, str | None]:
+    if rpath.exists():
+        out = json.loads(rpath.read_text())
+        if "error" in out:
+            return None, out["error"]
+        return out, None
+    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    hint = " (out of memory?)" if code in (-9, 137) else ""
+    tail = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
+    return None, f"trial process died: {how}{hint}" + (f"; {tail}" if tail else "")
+
+
+def _run_ray(todo, store, summary, bar, address, cpus_per_trial) -> None:
+    from seqbench.data import require
+    ray = require("ray", extra="ray", why="--executor ray")
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    threads = cpus_per_trial or 1
+
+    @ray.remote(num_cpus=threads, max_calls=1)  # a fresh worker process per trial: no state leaks
+    def ray_trial(trial: dict, threads: int) -> dict:
+        from seqbench.bench.worker import execute_trial
+        try:
+            return execute_trial(trial, threads)
+        except Exception as e:  # noqa: BLE001 - returned to the driver, recorded as a failure
+            return {"error": f"{type(e).__name__}: {e}"}
+
+    try:
+        refs = {}
+        for trial in todo:
+            store.start(trial["key"])
+            refs[ray_trial.remote(trial, threads)] = trial
+        bar.update(len(refs))
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            trial = refs.pop(ready[0])
+            try:
+                out = ray.get(ready[0])
+                result, error = (None, out["error"]) if "error" in out else (out, None)
+            except Exception as e:  # noqa: BLE001 - e.g. the worker process crashed
+                result, error = None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            _record(store, summary, bar, trial, result, error, len(refs))
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,101 @@
+"""One trial, run in its own process: ``python -m seqbench.bench.worker TRIAL.json RESULT.json``.
+
+The result (metrics, history, sizes, timings, peak memory, environment) or the error is written
+to RESULT.json atomically; the driver alone writes to the results store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+
+def environment(threads: int) -> dict:
+    import seqbench
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"seqbench": seqbench.__version__, "git": git_revision(), "torch": torch.__version__,
+            "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(), "threads": threads}
+
+
+def git_revision() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[3]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def peak_memory_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def inference_latency_ms(task, model) -> float:
+    """Median ms for one test sample (batch 1) through the model, as a deployment would."""
+    x, _ = next(task.batches("test", 1))
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for _ in range(7):
+            t0 = time.perf_counter()
+            task.predict(model, x)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def execute_trial(trial: dict, threads: int = 1) -> dict:
+    """Build, train and evaluate one trial; returns the store's result columns."""
+    import seqbench
+    from seqbench.train import TrainConfig
+    from seqbench.utils import seed_everything
+
+    torch.set_num_threads(max(1, threads))
+    seed_everything(trial["seed"])
+    task = seqbench.create_task(trial["task"], **trial["task_opts"])
+    model = seqbench.model_for_task(trial["model"], task, params=trial["params"], **trial["model_opts"])
+    cfg = TrainConfig.for_task(task, **{**trial["train"], "seed": trial["seed"]})
+    r = seqbench.train(model, task, cfg, progress=False)
+    metric = task.metric.name
+    return {"metric": metric, "higher_is_better": int(task.metric.higher_is_better),
+            "test_metric": r.test[metric], "best_valid": r.best_valid[metric], "test": r.test,
+            "history": r.history, "params": r.params, "receptive_field": r.receptive_field,
+            "train_time": r.train_time, "samples_per_sec": r.samples_per_sec,
+            "infer_ms": inference_latency_ms(task, model), "peak_mem_mb": peak_memory_mb(),
+            "paper": task.paper.values.get(trial["model"]), "trivial": task.trivial_baseline,
+            "env": environment(threads)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqbench.utils import atomic_write_json
+    trial_path, result_path, threads = (argv or sys.argv[1:])[:3]
+    trial = json.loads(Path(trial_path).read_text())
+    try:
+        result = execute_trial(trial, int(threads))
+    except Exception as e:  # noqa: BLE001 - recorded in the store as the trial's failure
+        atomic_write_json(result_path, {"error": f"{type(e).__name__}: {e}",
+                                        "traceback": traceback.format_exc(limit=8)})
+        return 1
+    atomic_write_json(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Sweeps, the results store, crash safety, executors and the report, run for real on tiny trials."""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import seqbench
+from seqbench.bench import Store, file_trials, grid_trials, run_sweep, suite_trials, write_report
+from seqbench.bench.sweep import trial_key
+from seqbench.cli import main
+
+TINY = {"seq_len": 20, "n_train": 128, "n_valid": 32, "n_test": 32}
+
+
+def tiny_trials(models=("tcn", "gru"), seeds=(0, 1), **task_opts):
+    return grid_trials(["adding"], list(models), list(seeds), ["3k"], {**TINY, **task_opts}, None, {"epochs": 1})
+
+
+def test_trial_keys_are_stable_and_distinct():
+    a, b = tiny_trials(), tiny_trials()
+    assert [t["key"] for t in a] == [t["key"] for t in b]
+    assert len({t["key"] for t in a}) == len(a) == 4
+    t = dict(a[0])
+    t["seed"] = 9
+    assert trial_key(t) != a[0]["key"]
+
+
+def test_tcn_paper_suite():
+    quick = suite_trials("tcn-paper", "quick", ["tcn", "lstm"], [0, 1])
+    tasks = {t["task"] for t in quick}
+    assert {"adding", "copy_memory", "smnist", "pmnist", "chorales", "ptb_char"} <= tasks
+    assert "ptb_word" not in tasks  # 13M params: standard and full only
+    tcn = next(t for t in quick if t["task"] == "adding" and t["model"] == "tcn")
+    lstm = next(t for t in quick if t["task"] == "adding" and t["model"] == "lstm")
+    assert tcn["model_opts"] == {"levels": 8, "kernel_size": 8} and lstm["model_opts"] == {}
+    assert tcn["params"] == lstm["params"] == 70_000
+    full = suite_trials("tcn-paper", "full", ["tcn"], [0])
+    assert next(t for t in full if t["task"] == "adding")["task_opts"] == {"seq_len": 600}
+    with pytest.raises(seqbench.SeqbenchError, match="unknown suite"):
+        suite_trials("nope", "quick", ["tcn"], [0])
+
+
+@pytest.mark.parametrize("suffix,text", [
+    (".toml", 'tasks = ["adding"]\nmodels = ["tcn", "gru"]\nseeds = [0, 1]\nparams = ["3k"]\n[task_opts]\nseq_len = 20\n'),
+    (".yaml", "tasks: [adding]\nmodels: [tcn, gru]\nseeds: [0, 1]\nparams: [3k]\ntask_opts: {seq_len: 20}\n"),
+])
+def test_sweep_files(tmp_path, suffix, text):
+    path = tmp_path / f"s{suffix}"
+    path.write_text(text)
+    trials = file_trials(path)
+    assert len(trials) == 4 and {t["model"] for t in trials} == {"tcn", "gru"}
+    assert all(t["task_opts"] == {"seq_len": 20} and t["params"] == 3000 for t in trials)
+    path.write_text("tasks: [ = \n")  # neither TOML nor YAML
+    with pytest.raises(seqbench.SeqbenchError, match="does not parse"):
+        file_trials(path)
+
+
+def test_local_sweep_records_everything_and_reruns_nothing(tmp_path):
+    db = tmp_path / "r.db"
+    trials = tiny_trials()
+    s = run_sweep(trials, db, workers=2, progress=False)
+    assert (s.done, s.failed, s.skipped) == (4, 0, 0)
+    with Store(db) as store:
+        rows = store.rows()
+        assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+        r = rows[0]
+        assert r["metric"] == "mse" and r["params"] > 2000 and r["train_time"] > 0 and r["samples_per_sec"] > 0
+        assert r["peak_mem_mb"] > 50 and r["infer_ms"] > 0 and len(json.loads(r["history"])) == 1
+        env = json.loads(r["env"])
+        assert env["torch"] and env["threads"] == max(1, (os.cpu_count() or 1) // 2) and "cpu" in env
+        assert json.loads(r["config"])["task_opts"] == TINY
+        finished = {r["key"]: r["finished"] for r in rows}
+    s2 = run_sweep(trials, db, workers=2, progress=False)
+    assert (s2.skipped, s2.done) == (4, 0)
+    with Store(db) as store:
+        assert {r["key"]: r["finished"] for r in store.rows()} == finished
+
+
+def test_a_failing_trial_fails_alone(tmp_path):
+    db = tmp_path / "r.db"
+    bad = grid_trials(["adding"], ["tcn"], [0], [None], TINY, {"levels": -1}, {"epochs": 1})
+    s = run_sweep(tiny_trials(seeds=(0,)) + bad, db, workers=2, progress=False)
+    assert (s.done, s.failed) == (2, 1)
+    with Store(db) as store:
+        failed = store.rows("failed")
+        assert len(failed) == 1 and "SeqbenchError" in failed[0]["error"] and "levels" in failed[0]["error"]
+
+
+def _worker_pids():
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if b"seqbench.bench.worker" in (p / "cmdline").read_bytes():
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _wait(cond, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _statuses(db):
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return [r[0] for r in con.execute("SELECT status FROM trials")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to find trial processes")
+def test_a_killed_trial_process_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """A trial killed from outside (as the OOM killer would) fails with its signal; the rest finish."""
+    db = tmp_path / "r.db"
+    slow = grid_trials(["adding"], ["lstm"], [0], ["3k"], {**TINY, "seq_len": 400, "n_train": 6400}, None,
+                       {"epochs": 3})
+    import threading
+    box = {}
+    th = threading.Thread(target=lambda: box.update(s=run_sweep(slow + tiny_trials(seeds=(0,)), db, workers=1,
+                                                                  progress=False)))
+    th.start()
+    assert _wait(lambda: "running" in _statuses(db) and _worker_pids())
+    time.sleep(1.0)
+    os.kill(_worker_pids()[0], signal.SIGKILL)
+    th.join(300)
+    s = box["s"]
+    assert (s.done, s.failed) == (2, 1)
+    assert "killed by signal 9" in next(iter(s.errors.values()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to find trial processes")
+def test_kill_9_the_sweep_then_resume(tmp_path):
+    """kill -9 mid-sweep, rerun the same command: every trial exactly once, finished ones kept."""
+    db = tmp_path / "r.db"
+    argv = [sys.executable, "-m", "seqbench.cli", "bench", "--db", str(db), "--tasks", "adding", "--models",
+            "tcn,gru,rnn", "--params", "3k", "--seeds", "0,1", "--epochs", "1", "--workers", "1", "--no-progress"]
+    for k, v in TINY.items():
+        argv += ["--task-opt", f"{k}={v}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: _statuses(db).count("done") >= 2 and "running" in _statuses(db)), _statuses(db)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert _wait(lambda: not _worker_pids(), timeout=20), "trial processes outlived the sweep"
+    with Store(db) as store:
+        before = {r["key"]: r["finished"] for r in store.rows("done")}
+        assert store.integrity_ok() and 2 <= len(before) < 6
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with Store(db) as store:
+        rows = store.rows()
+        assert store.integrity_ok()
+        assert len(rows) == 6 and len({r["key"] for r in rows}) == 6 and all(r["status"] == "done" for r in rows)
+        after = {r["key"]: r["finished"] for r in rows}
+        assert all(after[k] == v for k, v in before.items())  # finished before the kill: kept, not rerun
+        assert sum(r["attempts"] for r in rows) >= 6
+
+
+def test_ray_executor_on_a_local_instance(tmp_path):
+    import ray  # the ray extra: installed by the Makefile
+    db = tmp_path / "r.db"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        s = run_sweep(tiny_trials(seeds=(0,)), db, executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert (s.done, s.failed) == (2, 0)
+    with Store(db) as store:
+        assert all(r["status"] == "done" and r["test_metric"] is not None for r in store.rows())
+
+
+def test_export_and_bad_db(tmp_path):
+    db = tmp_path / "r.db"
+    run_sweep(tiny_trials(models=("gru",), seeds=(0,)), db, workers=1, progress=False)
+    with Store(db) as store:
+        csv = store.export(tmp_path / "r.csv")
+        pq = store.export(tmp_path / "r.parquet")
+    import pandas as pd
+    assert len(pd.read_csv(csv)) == 1 and len(pd.read_parquet(pq)) == 1
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(seqbench.SeqbenchError, match="not a seqbench results database"):
+        Store(tmp_path / "junk.db")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rep")
+    db = tmp / "r.db"
+    trials = tiny_trials() + [t for T in (10, 30) for t in grid_trials(
+        ["copy_memory"], ["tcn", "gru"], [0], ["3k"], {"T": T, "n_train": 64, "n_valid": 32, "n_test": 32}, None,
+        {"epochs": 1})]
+    run_sweep(trials, db, workers=2, progress=False)
+    write_report(db, tmp / "out")
+    return db, tmp / "out"
+
+
+def test_report_table_respects_direction(report_dir):
+    db, out = report_dir
+    md = (out / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| adding"))
+    with Store(db) as store:
+        rows = [r for r in store.rows("done") if r["task"] == "adding"]
+    means = {m: np.mean([r["test_metric"] for r in rows if r["model"] == m]) for m in ("gru", "tcn")}
+    best = min(means, key=means.get)  # mse: lower is better
+    cells = row.split("|")[3:5]  # gru, tcn columns (sorted)
+    assert ("**" in cells[0]) == (best == "gru") and ("**" in cells[1]) == (best == "tcn")
+    assert "paper" in md and "5.80e-05" in md  # the paper's TCN number in the reference column
+    for png in ("learning_curves.png", "metric_vs_params.png", "effective_memory.png"):
+        assert (out / png).stat().st_size > 5000
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "src=\"http" not in html
+
+
+def test_report_in_a_real_browser(report_dir, tmp_path):
+    """Debian's chromium loads report.html from file with no console messages; the screenshot shows
+    the table and the plots (matplotlib's line colours present, text-dense table region)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None and os.environ.get("SEQBENCH_SKIP_BROWSER") == "1":
+        pytest.skip("SEQBENCH_SKIP_BROWSER=1 and no chromium")
+    assert chromium, "install Debian's chromium (apt-get install chromium) to run the browser test"
+    _, out = report_dir
+    shot = tmp_path / "shot.png"
+    res = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--window-size=1280,2400", f"--screenshot={shot}", "--enable-logging=stderr", "--v=0",
+                          (out / "report.html").resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    import matplotlib.image as mpimg
+    img = (mpimg.imread(shot)[..., :3] * 255).astype(int)
+    blue = (np.abs(img - [31, 119, 180]).sum(-1) < 40).sum()  # matplotlib's first line colour
+    orange = (np.abs(img - [255, 127, 14]).sum(-1) < 40).sum()
+    assert blue > 200 and orange > 200, (blue, orange)
+    dark_rows = (img.mean(-1) < 100).any(axis=1)
+    assert dark_rows[:400].sum() > 40  # headings and the results table near the top
