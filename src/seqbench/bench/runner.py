@@ -1,9 +1,11 @@
 """Run a sweep's trials, each in its own process, and record them in the store.
 
-``local`` (default): up to ``workers`` trial processes at once (default: one per core), each with
+``local`` (default): up to ``workers`` trial processes at once (forked from a server that has
+torch imported, so a trial starts in ~0.1 s) (default: one per core), each with
 ``cores // workers`` torch threads so workers never oversubscribe the CPU. A trial process that
 crashes or is killed (e.g. out of memory) fails that trial only; the failure and its exit code
-are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux), so a killed
+are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux; the fork server
+exits with the sweep), so a killed
 sweep leaves no orphans; its unfinished trials are rerun by the next run of the same command.
 
 ``ray``: trials as Ray tasks (``num_cpus`` each; one fresh worker process per trial), for when one
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,12 +102,40 @@ def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, res
     bar.update(running, trial, result, failed=error is not None)
 
 
+def _trial_process(trial_path: str, result_path: str, threads: int) -> None:
+    """Entry point of a trial process, forked from a server that has torch imported already."""
+    _die_with_parent()  # the fork server: it exits when this sweep does
+    out = os.open(result_path + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)  # keep the trial's prints and warnings off the sweep's progress line
+    os.dup2(out, 2)
+    from seqbench.bench.worker import main
+    sys.exit(main([trial_path, result_path, str(threads)]))
+
+
+_CONTEXT = None
+
+
+def _context():
+    """A forkserver that pre-imports torch (and the optimizer's lazy dynamo import): a trial process
+    then starts in ~0.1 s instead of ~5 s, still isolated (BENCHMARKS.md, "Sweep overhead")."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing as mp
+        if "forkserver" in mp.get_all_start_methods():
+            _CONTEXT = mp.get_context("forkserver")
+            _CONTEXT.set_forkserver_preload(["seqbench.bench.worker", "torch._dynamo"])
+        else:
+            _CONTEXT = mp.get_context("spawn")
+    return _CONTEXT
+
+
 def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
     cores = os.cpu_count() or 1
     workers = max(1, workers or cores)
     threads = cpus_per_trial or max(1, cores // workers)
     pending = list(todo)
-    running: dict[subprocess.Popen, tuple[dict, Path]] = {}
+    running: dict = {}
+    ctx = _context()
     with tempfile.TemporaryDirectory(prefix="seqbench-sweep-") as tmp:
         try:
             while pending or running:
@@ -114,25 +143,22 @@ def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
                     trial = pending.pop(0)
                     tpath, rpath = Path(tmp) / f"{trial['key']}.json", Path(tmp) / f"{trial['key']}.result.json"
                     tpath.write_text(json.dumps(trial))
-                    store.start(trial["key"])
-                    with open(rpath.with_suffix(".err"), "w") as err:  # a file, not a pipe: never blocks the child
-                        proc = subprocess.Popen([sys.executable, "-m", "seqbench.bench.worker", str(tpath), str(rpath),
-                                                 str(threads)], stdout=subprocess.DEVNULL, stderr=err,
-                                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                    proc = ctx.Process(target=_trial_process, args=(str(tpath), str(rpath), threads), daemon=False)
+                    proc.start()
+                    store.start(trial["key"], proc.pid)
                     running[proc] = (trial, rpath)
                     bar.update(len(running))
-                time.sleep(0.05)
-                for proc in [p for p in running if p.poll() is not None]:
+                time.sleep(0.02)
+                for proc in [p for p in running if p.exitcode is not None]:
                     trial, rpath = running.pop(proc)
-                    stderr = rpath.with_suffix(".err").read_text(errors="replace")
-                    result, error = _collect(rpath, proc.returncode, stderr)
+                    result, error = _collect(rpath, proc.exitcode)
                     _record(store, summary, bar, trial, result, error, len(running))
         finally:
             for proc in running:  # interrupted (Ctrl-C): stop the trials; the store still says running
                 proc.kill()
 
 
-def _collect(rpath: Path, code: int, stderr: str) -> tuple[dict | None, str | None]:
+def _collect(rpath: Path, code: int) -> tuple[dict | None, str | None]:
     if rpath.exists():
         out = json.loads(rpath.read_text())
         if "error" in out:
@@ -140,8 +166,7 @@ def _collect(rpath: Path, code: int, stderr: str) -> tuple[dict | None, str | No
         return out, None
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     hint = " (out of memory?)" if code in (-9, 137) else ""
-    tail = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
-    return None, f"trial process died: {how}{hint}" + (f"; {tail}" if tail else "")
+    return None, f"trial process died: {how}{hint}"
 
 
 def _run_ray(todo, store, summary, bar, address, cpus_per_trial) -> None:

@@ -41,13 +41,15 @@ CREATE TABLE IF NOT EXISTS trials (
     trivial REAL,                   -- the task's trivial baseline
     env TEXT,                       -- seqbench version and git revision, torch, CPU, threads (JSON)
     error TEXT,
+    pid INTEGER,                    -- the process running (or that last ran) the trial
     started REAL,
     finished REAL
 );
 """
 COLUMNS = ("key", "task", "model", "seed", "budget", "config", "status", "attempts", "metric", "higher_is_better",
            "test_metric", "best_valid", "test", "history", "params", "receptive_field", "train_time",
-           "samples_per_sec", "infer_ms", "peak_mem_mb", "paper", "trivial", "env", "error", "started", "finished")
+           "samples_per_sec", "infer_ms", "peak_mem_mb", "paper", "trivial", "env", "error", "pid", "started",
+           "finished")
 
 
 class Store:
@@ -100,9 +102,9 @@ class Store:
         row = self.db.execute("SELECT status FROM trials WHERE key = ?", (key,)).fetchone()
         return None if row is None else row["status"]
 
-    def start(self, key: str) -> None:
-        self._tx("UPDATE trials SET status = 'running', attempts = attempts + 1, started = ?, error = NULL "
-                 "WHERE key = ?", (time.time(), key))
+    def start(self, key: str, pid: int | None = None) -> None:
+        self._tx("UPDATE trials SET status = 'running', attempts = attempts + 1, started = ?, error = NULL, pid = ? "
+                 "WHERE key = ?", (time.time(), pid, key))
 
     def finish(self, key: str, result: dict) -> None:
         cols = [c for c in result if c in COLUMNS and c not in ("key", "status")]
