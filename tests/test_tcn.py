@@ -35,3 +35,18 @@ def test_padding_is_left_only_when_causal():
     for i, block in enumerate(m.blocks):
         assert block.padding == (2 * 2 ** i, 0)
         assert block.conv1.padding == (0,)  # no both-sides padding to chop off
+
+
+def test_fold_weight_norm_keeps_the_function_and_streams():
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 2, 3, levels=3, hidden=6, kernel_size=3).eval()
+    x = torch.randn(2, 40, 2)
+    with torch.no_grad():
+        y = m(x)
+    m.fold_weight_norm()
+    assert not any("parametrizations" in k for k in m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), y, rtol=1e-5, atol=1e-6)
+    state = m.init_state(2)
+    ys = torch.stack([m.step(x[:, t], state)[0] for t in range(40)], 1)
+    torch.testing.assert_close(ys, y, rtol=1e-5, atol=1e-5)

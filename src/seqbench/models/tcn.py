@@ -115,6 +115,17 @@ class TCN(SeqModel):
             h = block(h)  # (B, hidden, L)
         return self.head(h.transpose(1, 2))  # (B, L, d_out)
 
+    def fold_weight_norm(self) -> "TCN":
+        """Replace each weight-normed conv's (g, v) by the plain weight g * v / ||v|| it computes, for
+        inference and export (no per-forward norm; plain ``Conv1d`` state_dict keys). In place; the
+        model computes the same function. Training afterwards trains the plain weights."""
+        from torch.nn.utils import parametrize
+        for block in self.blocks:
+            for conv in (block.conv1, block.conv2):
+                if parametrize.is_parametrized(conv, "weight"):
+                    parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+        return self
+
     def forward_last(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, d_out) == self(x)[:, -1:], computing only the conv outputs the last step depends on.
 
