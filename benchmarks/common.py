@@ -1,8 +1,6 @@
 """Shared helpers for the benchmarks: timing and a machine description."""
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -11,14 +9,10 @@ import torch
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
+    from seqbench.bench.worker import environment
+    env = environment(torch.get_num_threads())
+    return (f"{env['cpu']}, {env['cores']} cores, torch {env['torch']}, {env['threads']} thread(s), "
+            f"Python {env['python']}")
 
 
 def time_per_call(fn: Callable[[], object], *, repeats: int = 5, min_time: float = 0.2) -> float:

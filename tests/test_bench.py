@@ -15,7 +15,6 @@ import pytest
 import seqbench
 from seqbench.bench import Store, file_trials, grid_trials, run_sweep, suite_trials, write_report
 from seqbench.bench.sweep import trial_key
-from seqbench.cli import main
 
 TINY = {"seq_len": 20, "n_train": 128, "n_valid": 32, "n_test": 32}
 
@@ -155,7 +154,7 @@ def test_kill_9_the_sweep_then_resume(tmp_path):
     db = tmp_path / "r.db"
     argv = [sys.executable, "-m", "seqbench.cli", "bench", "--db", str(db), "--tasks", "adding", "--models",
             "tcn,gru,rnn", "--params", "3k", "--seeds", "0,1", "--epochs", "1", "--workers", "1", "--no-progress"]
-    for k, v in TINY.items():
+    for k, v in {**TINY, "seq_len": 200, "n_train": 1024}.items():  # ~1-2 s per trial: time to kill mid-sweep
         argv += ["--task-opt", f"{k}={v}"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

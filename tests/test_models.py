@@ -1,6 +1,4 @@
 """Contract tests run over every registered model (new models are covered automatically)."""
-import math
-import warnings
 
 import pytest
 import torch

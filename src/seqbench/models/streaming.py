@@ -12,7 +12,6 @@ torch's dispatch (measured: TCN step 0.155 ms vs 0.71 ms; see BENCHMARKS.md).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 

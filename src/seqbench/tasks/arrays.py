@@ -7,7 +7,6 @@ targets are masked past it, so for a causal model padding never changes a predic
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 import numpy as np

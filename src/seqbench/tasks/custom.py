@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seqbench.data import require
 from seqbench.errors import SeqbenchError

@@ -13,7 +13,6 @@ built with ``embed_dim`` (an embedding and a tied softmax around any zoo model).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any, Iterator
 
 import numpy as np
