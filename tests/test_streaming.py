@@ -108,3 +108,21 @@ def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast, monkeypatch):
         t += c
     assert y.dtype == torch.float64
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_tcn_without_input_projection_streams_exactly(fast, monkeypatch):
+    """d_in == hidden: the first block adds its raw (signed) input, so its last ReLU is not a no-op;
+    the step skips that ReLU only where the block input is a previous block's output."""
+    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", fast)
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 5, 2, hidden=5, levels=3, kernel_size=3).eval()
+    assert m.blocks[0].downsample is None
+    x = torch.randn(2, 40, 5) * 3
+    with torch.no_grad():
+        full = m(x)
+    state, steps = m.init_state(2), []
+    for t in range(40):
+        y, state = m.step(x[:, t], state)
+        steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-5)

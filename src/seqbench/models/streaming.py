@@ -18,6 +18,8 @@ import torch
 class SlidingBuffer:
     """``ones=True`` appends a constant-1 channel, so taps @ [W; b] applies a bias in the matmul."""
 
+    __slots__ = ("window", "channels", "full", "tensor", "buf", "p", "cap")
+
     def __init__(self, batch: int, channels: int, window: int, like: torch.Tensor, use_numpy: bool = False,
                  ones: bool = False):
         self.window, self.channels = max(int(window), 1), channels

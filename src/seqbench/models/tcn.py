@@ -162,8 +162,16 @@ class TCN(SeqModel):
             blocks.append((convs, None if down is None else (arr(down.weight[:, :, 0].t()), arr(down.bias),
                                                              down.weight.detach(), down.bias.detach())))
         head = (arr(self.head.weight.t()), arr(self.head.bias))
-        zero = arr(torch.zeros((), dtype=like.dtype))  # an array, not the scalar 0: halves np.maximum's cost
-        return {"blocks": blocks, "head": head, "numpy": fast, "zero": zero}
+        # the per-sample plan, flat: (input buffer, conv2's buffer, W1, W2, tap span, dilation, the
+        # buffer the block's output goes to, residual projection, a zero of the output's shape; an
+        # array, not the scalar 0: np.maximum runs ~30% faster without broadcasting)
+        zero = arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype))
+        # The block's last ReLU is a no-op where its input is a previous block's output (>= 0): relu(conv2)
+        # + input is >= 0 already. Skipping it leaves the values exactly as they were (~5% of a step).
+        plan = [(convs[0][0], convs[1][0], convs[0][2], convs[1][2], (k - 1) * d, d,
+                 blocks[i + 1][0][0][0] if i + 1 < len(blocks) else None, down, zero, i == 0 or down is not None)
+                for i, ((convs, down), d) in enumerate(zip(blocks, self.dilations))]
+        return {"blocks": blocks, "plan": plan, "head": head, "numpy": fast}
 
     def _step_is_torch_free(self, state: dict) -> bool:
         return state["numpy"]
@@ -171,26 +179,25 @@ class TCN(SeqModel):
     def _step(self, x_t: torch.Tensor, state: dict):
         """One sample through every level. Per conv: a strided view of its k taps, one matmul (bias
         folded in) written straight into the buffer of the conv that reads it next, an in-place ReLU."""
-        fast, k, zero, blocks = state["numpy"], self.kernel_size, state["zero"], state["blocks"]
+        fast, plan = state["numpy"], state["plan"]
         B = x_t.shape[0]
         # np.dot (BLAS, less overhead than matmul) needs a contiguous out=: the buffer slot is one at B=1
         mm = (np.dot if B == 1 else np.matmul) if fast else torch.matmul
-        clamp = np.maximum if fast else torch.clamp_min  # clamp(a, zero, out=a): in-place ReLU
-        h = blocks[0][0][0][0].advance()  # the first conv's buffer slot for this input
+        relu = np.maximum if fast else torch.maximum  # relu(a, zero, out=a): in place
+        h = plan[0][0].advance()  # the first conv's buffer slot for this input
         h[...] = x_t.detach().numpy() if fast else x_t
-        for i, (convs, down) in enumerate(blocks):
-            (buf1, d, w1, _, _), (buf2, _, w2, _, _) = convs
-            a = buf2.advance()
-            clamp(mm(buf1.taps(k, d).reshape(B, -1), w1, out=a), zero, out=a)  # conv1 -> conv2's buffer
-            out = blocks[i + 1][0][0][0].advance() if i + 1 < len(blocks) else (
-                np.empty((B, self.hidden), dtype=a.dtype) if fast else a.new_empty(B, self.hidden))
-            clamp(mm(buf2.taps(k, d).reshape(B, -1), w2, out=out), zero, out=out)  # conv2 -> next block's buffer
+        for buf1, buf2, w1, w2, span, d, next_buf, down, zero, last_relu in plan:
+            a, p = buf2.advance(), buf1.p
+            relu(mm(buf1.buf[:, p - span:p + 1:d].reshape(B, -1), w1, out=a), zero, out=a)  # conv1 -> conv2's buffer
+            out = next_buf.advance() if next_buf is not None else (np.empty_like if fast else torch.empty_like)(zero)
+            p = buf2.p
+            relu(mm(buf2.buf[:, p - span:p + 1:d].reshape(B, -1), w2, out=out), zero, out=out)  # conv2 -> next block
             if down is None:
                 out += h
             else:
                 out += h @ down[0]
                 out += down[1]
-            h = clamp(out, zero, out=out)  # block output (B, hidden), already where the next block reads it
+            h = relu(out, zero, out=out) if last_relu else out  # (B, hidden), where the next block reads it
         y = h @ state["head"][0] + state["head"][1]
         return (torch.from_numpy(y) if fast else y), state
 
