@@ -38,7 +38,8 @@ def make_trial(task: str, model: str, seed: int, *, params: int | str | None = N
 TCN_PAPER: dict[str, dict[str, Any]] = {
     "adding": {"params": 70_000, "tcn": {"levels": 8, "kernel_size": 8},
                "train": {"optimizer": "adam", "lr": 2e-3, "batch_size": 32},
-               "quick": ({"seq_len": 100, "n_train": 1600, "n_valid": 200, "n_test": 200}, {"epochs": 2}),
+               # T=50, 600 Adam steps: measured, the TCN and GRU leave the plateau (MSE ~0.013, ~0.007)
+               "quick": ({"seq_len": 50, "n_train": 6400, "n_valid": 500, "n_test": 500}, {"epochs": 3}),
                "standard": ({"seq_len": 600, "n_train": 16_000}, {"epochs": 5}),
                "full": ({"seq_len": 600}, {"epochs": 20})},
     "copy_memory": {"params": 16_000, "tcn": {"levels": 8, "kernel_size": 8},
