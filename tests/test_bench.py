@@ -254,3 +254,12 @@ def test_report_in_a_real_browser(report_dir, tmp_path):
     assert blue > 200 and orange > 200, (blue, orange)
     dark_rows = (img.mean(-1) < 100).any(axis=1)
     assert dark_rows[:400].sum() > 40  # headings and the results table near the top
+
+
+def test_report_out_that_is_a_file_is_refused(report_dir, tmp_path):
+    db, _ = report_dir
+    target = tmp_path / "report"
+    target.write_text("mine")
+    with pytest.raises(seqbench.SeqbenchError, match="is a file"):
+        write_report(db, target)
+    assert target.read_text() == "mine"

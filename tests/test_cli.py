@@ -85,3 +85,24 @@ def test_console_script_has_no_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown model 'xyz'" in proc.stderr
+
+
+def test_report_bad_paths_exit_2_with_one_line(capsys, tmp_path):
+    """A missing or non-database file, and an --out that is a file or can't be created."""
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database\n" * 100)
+    cases = [([str(tmp_path / "missing.db"), "--out", str(tmp_path / "rep")], "does not exist"),
+             ([str(junk), "--out", str(tmp_path / "rep")], "not a seqbench results database")]
+    for db_args, match in cases:
+        code, _, err = run(capsys, "report", *db_args)
+        assert code == 2 and err.count("\n") == 1 and match in err, err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_an_unwritable_out_is_a_one_line_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # --out under a regular file: the directory can't be made (OSError), whoever runs the test
+    code, _, err = run(capsys, "train", "--task", "adding", "--model", "tcn", "--params", "2k", "--epochs", "1",
+                       "--task-opt", "seq_len=10", "--task-opt", "n_train=32", "--out", str(blocker / "run"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("seqbench: error: ") and str(blocker) in err, err

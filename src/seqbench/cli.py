@@ -286,6 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SeqbenchError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable --out, a full disk, a permission: say which file, no traceback
+        where = f": {e.filename}" if e.filename else ""
+        print(f"seqbench: error: {e.strerror or e}{where}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("seqbench: interrupted", file=sys.stderr)
         return 130

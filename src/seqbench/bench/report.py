@@ -188,6 +188,8 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     if not rows:
         raise SeqbenchError(f"{db} has no finished trials yet ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'empty'})")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SeqbenchError(f"--out {out} is a file; give a directory for the report")
     out.mkdir(parents=True, exist_ok=True)
     groups = summarize(rows)
     header, _, table = results_table(groups)

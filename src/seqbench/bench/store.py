@@ -64,7 +64,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")  # a finished trial survives power loss, not just kill -9
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise SeqbenchError(f"{self.path} is not a seqbench results database ({e}); choose another --db") from None
+            raise SeqbenchError(f"{self.path} is not a seqbench results database ({e}); give one written by `seqbench bench --db`") from None
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
