@@ -263,3 +263,59 @@ def test_report_out_that_is_a_file_is_refused(report_dir, tmp_path):
     with pytest.raises(seqbench.SeqbenchError, match="is a file"):
         write_report(db, target)
     assert target.read_text() == "mine"
+
+
+SCRIPT_HEAD = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import seqbench
+from seqbench.bench import grid_trials, run_sweep
+print("SCRIPT RAN", flush=True)
+TINY = {TINY!r}
+"""
+
+
+def test_an_unguarded_script_is_not_rerun_in_each_trial(tmp_path):
+    """A script without `if __name__ == "__main__":` runs its sweep once: trial processes do not
+    re-import it (multiprocessing's default would re-run the whole script in every trial)."""
+    script = tmp_path / "sweep.py"
+    script.write_text(SCRIPT_HEAD + f"""
+s = run_sweep(grid_trials(["adding"], ["gru", "rnn"], [0], ["3k"], TINY, None, {{"epochs": 1}}),
+              {str(tmp_path / "r.db")!r}, workers=2, progress=False)
+print("done", s.done, "failed", s.failed, s.errors)
+""")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("SCRIPT RAN") == 1, proc.stdout + proc.stderr[-2000:]
+    assert "done 2 failed 0" in proc.stdout, proc.stdout
+
+
+def test_a_model_registered_in_the_script_runs_in_a_sweep(tmp_path):
+    """A model the user's script registers is available in the trial processes (the script is
+    imported there, so its sweep sits under the __main__ guard)."""
+    script = tmp_path / "custom.py"
+    script.write_text(SCRIPT_HEAD + f"""
+import torch
+
+@seqbench.register_model("mymlp", width_arg="hidden")
+class MyMLP(seqbench.SeqModel):
+    '''A per-step MLP (receptive field 1).'''
+    def __init__(self, d_in, d_out, causal=True, hidden=8):
+        super().__init__(d_in, d_out, causal)
+        self.net = torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d_out))
+
+    @property
+    def receptive_field(self):
+        return 1
+
+    def forward(self, x):
+        return self.net(x)
+
+if __name__ == "__main__":
+    s = run_sweep(grid_trials(["adding"], ["mymlp"], [0], ["1k"], TINY, None, {{"epochs": 1}}),
+                  {str(tmp_path / "r.db")!r}, workers=1, progress=False)
+    print("done", s.done, "failed", s.failed, s.errors)
+""")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done 1 failed 0" in proc.stdout, proc.stdout + proc.stderr[-2000:]

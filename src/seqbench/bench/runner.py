@@ -14,6 +14,7 @@ which writes them into the same store.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,6 +130,39 @@ def _context():
     return _CONTEXT
 
 
+def _uses_main(trials: list[dict]) -> bool:
+    """Whether a trial names a model or task registered by the running script (``__main__``)."""
+    from seqbench.models.registry import _MODELS
+    from seqbench.tasks.registry import _TASKS
+    classes = [_MODELS[t["model"]].cls for t in trials if t["model"] in _MODELS]
+    classes += [_TASKS[t["task"].split(":", 1)[0]] for t in trials if t["task"].split(":", 1)[0] in _TASKS]
+    return any(c.__module__ == "__main__" for c in classes)
+
+
+@contextlib.contextmanager
+def _main_hidden(hide: bool):
+    """Start a trial process without re-running the user's script in it.
+
+    multiprocessing (spawn, forkserver) re-imports ``__main__`` in every child, so an unguarded
+    script calling ``run_sweep`` would run again (its training, its sweep) in each trial. A trial
+    only needs seqbench, so the script is hidden while the process starts, unless a trial uses a
+    model or task the script registered; then the script is imported, and must keep its sweep under
+    ``if __name__ == "__main__":`` (README, "Sweeps")."""
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {a: main.__dict__[a] for a in ("__file__", "__spec__") if a in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+
+
 def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
     cores = os.cpu_count() or 1
     workers = max(1, workers or cores)
@@ -136,6 +170,7 @@ def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
     pending = list(todo)
     running: dict = {}
     ctx = _context()
+    hide_main = not _uses_main(todo)
     with tempfile.TemporaryDirectory(prefix="seqbench-sweep-") as tmp:
         try:
             while pending or running:
@@ -144,7 +179,8 @@ def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
                     tpath, rpath = Path(tmp) / f"{trial['key']}.json", Path(tmp) / f"{trial['key']}.result.json"
                     tpath.write_text(json.dumps(trial))
                     proc = ctx.Process(target=_trial_process, args=(str(tpath), str(rpath), threads), daemon=False)
-                    proc.start()
+                    with _main_hidden(hide_main):
+                        proc.start()
                     store.start(trial["key"], proc.pid)
                     running[proc] = (trial, rpath)
                     bar.update(len(running))
@@ -166,7 +202,16 @@ def _collect(rpath: Path, code: int) -> tuple[dict | None, str | None]:
         return out, None
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     hint = " (out of memory?)" if code in (-9, 137) else ""
-    return None, f"trial process died: {how}{hint}"
+    return None, f"trial process died: {how}{hint}{_log_tail(Path(str(rpath) + '.log'))}"
+
+
+def _log_tail(log: Path, chars: int = 400) -> str:
+    """The last line the trial wrote (its error, usually), so a failure says why in the store."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f"; last output: {lines[-1][-chars:]}" if lines else ""
 
 
 def _run_ray(todo, store, summary, bar, address, cpus_per_trial) -> None:
