@@ -15,27 +15,6 @@ def machine() -> str:
             f"Python {env['python']}")
 
 
-def time_per_call(fn: Callable[[], object], *, repeats: int = 5, min_time: float = 0.2) -> float:
-    """Median seconds per call over ``repeats`` blocks, each block at least ``min_time`` long."""
-    fn()  # warm-up
-    n = 1
-    while True:  # calibrate the block size
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n *= 2
-    samples = [dt / n]
-    for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - t0) / n)
-    return statistics.median(samples)
-
-
 def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_time: float = 0.1
                      ) -> dict[str, float]:
     """Median seconds per call of each fn, measured in alternating rounds so that load changes on a

@@ -152,8 +152,9 @@ def _csv(text: str | None) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import seqbench
     from seqbench.bench import file_trials, grid_trials, run_sweep, suite_trials
+    from seqbench.bench.sweep import trial_key
+    from seqbench.models.registry import get_model_entry
     from seqbench.tasks.registry import get_task_class
     models, tasks = _csv(args.models), _csv(args.tasks)
     try:
@@ -174,11 +175,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         trials = grid_trials(tasks, models, seeds, _csv(args.params) or [None],
                              parse_options(args.task_opt, "--task-opt"), parse_options(args.model_opt, "--model-opt"))
     for t in trials:  # fail fast on names, before any process starts
-        seqbench.models.registry.get_model_entry(t["model"])
+        get_model_entry(t["model"])
         get_task_class(t["task"])
-        if train:
+        if train:  # the overrides are part of the trial, so of its key
             t["train"].update(train)
-            from seqbench.bench.sweep import trial_key
             t["key"] = trial_key(t)
     if not trials:
         raise SeqbenchError("the sweep is empty (no task of the suite has this --budget)")

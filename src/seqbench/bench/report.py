@@ -3,8 +3,8 @@ self-contained ``report.html`` (plots embedded as data URIs, no scripts, no exte
 
 Contents: the results table (tasks x models, mean +/- std over seeds, best per row in bold by the
 metric's direction, parameter counts, the paper's numbers in a reference column), learning curves
-per task, metric vs parameters, effective memory (copy-memory accuracy vs T, when such trials
-exist), and a speed table (training samples/s, inference latency).
+per task, metric vs parameters, effective memory (copy-memory accuracy vs T, when the trials
+cover two or more T), and a speed table (training samples/s, inference latency).
 """
 from __future__ import annotations
 
@@ -34,15 +34,15 @@ def _task_label(row: dict) -> str:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Group done trials by (task label, model): metric values over seeds, params, speeds."""
+    """Done trials grouped by (task label, model): one list of rows over seeds and budgets."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
         groups[(_task_label(r), r["model"])].append(r)
     return groups
 
 
-def results_table(groups: dict) -> tuple[list[str], list[str], list[list[str]]]:
-    """(header, tasks, rows as plain strings with **bold** best), markdown-ready."""
+def results_table(groups: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows as plain strings with **bold** best), markdown-ready."""
     tasks = sorted({t for t, _ in groups})
     models = sorted({m for _, m in groups})
     header = ["task", "metric"] + models + ["paper (Bai et al. 2018)"]
@@ -69,7 +69,7 @@ def results_table(groups: dict) -> tuple[list[str], list[str], list[list[str]]]:
         row = [task, f"{any_row['metric']} ({'max' if hib else 'min'})"]
         row += [(f"**{cells[m]}**" if m == best else cells[m]) if m in cells else "-" for m in models]
         out.append(row + [paper])
-    return header, tasks, out
+    return header, out
 
 
 def speed_table(groups: dict) -> tuple[list[str], list[list[str]]]:
@@ -158,7 +158,7 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
                 acc = json.loads(r["test"] or "{}").get("acc")
                 if acc is not None:
                     mem[model][T].append(acc)
-    if mem and max(len(v) for v in mem.values()) >= 1:
+    if len({T for by_t in mem.values() for T in by_t}) >= 2:  # a curve needs several T
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for model, by_t in sorted(mem.items()):
             Ts = sorted(by_t)
@@ -192,7 +192,7 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
         raise SeqbenchError(f"--out {out} is a file; give a directory for the report")
     out.mkdir(parents=True, exist_ok=True)
     groups = summarize(rows)
-    header, _, table = results_table(groups)
+    header, table = results_table(groups)
     sh, srows = speed_table(groups)
     figs = _figures(groups)
     env = json.loads(rows[0]["env"] or "{}")

@@ -1,12 +1,12 @@
 """Run a sweep's trials, each in its own process, and record them in the store.
 
-``local`` (default): up to ``workers`` trial processes at once (forked from a server that has
-torch imported, so a trial starts in ~0.1 s) (default: one per core), each with
-``cores // workers`` torch threads so workers never oversubscribe the CPU. A trial process that
-crashes or is killed (e.g. out of memory) fails that trial only; the failure and its exit code
-are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux; the fork server
-exits with the sweep), so a killed
-sweep leaves no orphans; its unfinished trials are rerun by the next run of the same command.
+``local`` (default): up to ``workers`` trial processes at once (default: one per core), forked
+from a server that has torch imported (a trial starts in ~0.1 s), each with ``cores // workers``
+torch threads so workers never oversubscribe the CPU. A trial process that crashes or is killed
+(e.g. out of memory) fails that trial only; the failure, its exit code and its last line of
+output are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux; the fork
+server exits with the sweep), so a killed sweep leaves no orphans; its unfinished trials are
+rerun by the next run of the same command.
 
 ``ray``: trials as Ray tasks (``num_cpus`` each; one fresh worker process per trial), for when one
 machine is not enough; ``address`` joins an existing cluster. Results come back to this driver,
@@ -48,24 +48,24 @@ def _die_with_parent() -> None:  # runs in the child before exec
 class Progress:
     """Done / running / failed / total, the current best per task, and an ETA, on one live line."""
 
-    def __init__(self, total: int, skipped: int, enabled: bool | None):
+    def __init__(self, summary: SweepSummary, enabled: bool | None):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=total, initial=skipped, unit="trial", desc="sweep", dynamic_ncols=True,
+        self.summary = summary
+        self.bar = tqdm(total=summary.total, initial=summary.skipped, unit="trial", desc="sweep", dynamic_ncols=True,
                         disable=None if enabled is None else not enabled)
         self.best: dict[str, tuple[float, str, bool]] = {}
-        self.failed = 0
 
-    def update(self, running: int, trial: dict | None = None, result: dict | None = None, failed: bool = False):
+    def update(self, running: int, trial: dict | None = None, result: dict | None = None):
+        """Redraw; with ``trial``, one more trial ended (``result`` None if it failed)."""
         if trial is not None:
             self.bar.update(1)
-            self.failed += failed
             if result and result.get("test_metric") is not None:
                 v, hib = result["test_metric"], bool(result["higher_is_better"])
                 cur = self.best.get(trial["task"])
                 if cur is None or (v > cur[0] if hib else v < cur[0]):
                     self.best[trial["task"]] = (v, trial["model"], hib)
         best = " ".join(f"{t}:{m}={v:.4g}" for t, (v, m, _) in sorted(self.best.items()))
-        self.bar.set_postfix_str(f"running {running}, failed {self.failed}" + (f" | best {best}" if best else ""))
+        self.bar.set_postfix_str(f"running {running}, failed {self.summary.failed}" + (f" | best {best}" if best else ""))
 
     def close(self):
         self.bar.close()
@@ -80,7 +80,7 @@ def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", wo
         store.add(trials)
         todo = [t for t in trials if store.status(t["key"]) != "done"]
         summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
-        bar = Progress(len(trials), summary.skipped, progress)
+        bar = Progress(summary, progress)
         try:
             if executor == "local":
                 _run_local(todo, store, summary, bar, workers, cpus_per_trial)
@@ -100,7 +100,7 @@ def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, res
         store.fail(trial["key"], error)
         summary.failed += 1
         summary.errors[trial["key"]] = error
-    bar.update(running, trial, result, failed=error is not None)
+    bar.update(running, trial, result)
 
 
 def _trial_process(trial_path: str, result_path: str, threads: int) -> None:

@@ -7,6 +7,7 @@ time; ``running`` rows left by a dead sweep count as interrupted).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS trials (
     receptive_field INTEGER,
     train_time REAL,
     samples_per_sec REAL,
-    infer_ms REAL,                  -- inference latency per batch (ms)
+    infer_ms REAL,                  -- inference latency of one test sample, batch 1 (ms)
     peak_mem_mb REAL,
     paper REAL,                     -- the paper's number for this model and task, if any
     trivial REAL,                   -- the task's trivial baseline
@@ -76,27 +77,27 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _tx(self, sql: str, args: Iterable[Any] = ()) -> None:
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction (taken at once: BEGIN IMMEDIATE), committed or rolled back whole."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute(sql, tuple(args))
+            yield self.db
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
 
+    def _tx(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._transaction() as db:
+            db.execute(sql, tuple(args))
+
     def add(self, trials: list[dict]) -> None:
         """Register trials as pending; existing rows (any status) are left alone."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for t in trials:
-                self.db.execute("INSERT OR IGNORE INTO trials (key, task, model, seed, budget, config, status) "
-                                "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                                (t["key"], t["task"], t["model"], t["seed"], t.get("params"), json.dumps(t)))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO trials (key, task, model, seed, budget, config, status) "
+                           "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                           [(t["key"], t["task"], t["model"], t["seed"], t.get("params"), json.dumps(t)) for t in trials])
 
     def status(self, key: str) -> str | None:
         row = self.db.execute("SELECT status FROM trials WHERE key = ?", (key,)).fetchone()
@@ -113,9 +114,9 @@ class Store:
         self._tx(f"UPDATE trials SET status = 'done', finished = ?, error = NULL{', ' if cols else ''}{sets} "
                  "WHERE key = ?", [time.time(), *values, key])
 
-    def fail(self, key: str, error: str, env: dict | None = None) -> None:
-        self._tx("UPDATE trials SET status = 'failed', finished = ?, error = ?, env = COALESCE(?, env) WHERE key = ?",
-                 (time.time(), error[-4000:], json.dumps(env) if env else None, key))
+    def fail(self, key: str, error: str) -> None:
+        self._tx("UPDATE trials SET status = 'failed', finished = ?, error = ? WHERE key = ?",
+                 (time.time(), error[-4000:], key))
 
     def rows(self, status: str | None = None) -> list[dict]:
         sql = "SELECT * FROM trials" + (" WHERE status = ?" if status else "") + " ORDER BY task, model, seed, key"

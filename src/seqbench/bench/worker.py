@@ -1,4 +1,5 @@
-"""One trial, run in its own process: ``python -m seqbench.bench.worker TRIAL.json RESULT.json``.
+"""One trial in its own process: the runner forks it and calls ``main([TRIAL.json, RESULT.json, THREADS])``
+(also runnable as ``python -m seqbench.bench.worker TRIAL.json RESULT.json THREADS``).
 
 The result (metrics, history, sizes, timings, peak memory, environment) or the error is written
 to RESULT.json atomically; the driver alone writes to the results store.

@@ -82,12 +82,14 @@ class SeqModel(nn.Module):
         is called.
         """
         self._check_streamable()
-        chunk = isinstance(x, torch.Tensor) and x.dim() == 3
+        chunk = isinstance(x, torch.Tensor) and x.dim() == self._chunk_ndim
         self.check_input(x, step=not chunk)
         if not chunk and self._step_is_torch_free(state):  # nothing for autograd to see: skip its guard
             return self._step(x, state)
         with torch.inference_mode():
             return self._step_chunk(x, state) if chunk else self._step(x, state)
+
+    _chunk_ndim = 3  # a chunk is (B, C, d_in); a single step has one dimension less
 
     def _step_is_torch_free(self, state: Any) -> bool:
         """True where ``_step`` runs no torch ops (a NumPy fast path): entering inference mode

@@ -61,13 +61,13 @@ class TokenModel(SeqModel):
         self.check_input(x)
         return self.decode(self.inner.forward_last(self.encode(x)))
 
-    def step(self, x, state):
-        self._check_streamable()
-        chunk = isinstance(x, torch.Tensor) and x.dim() == 2
-        self.check_input(x, step=not chunk)
-        with torch.inference_mode():
-            y, state = self.inner.step(self.encode(x), state)
-            return self.decode(y), state
+    _chunk_ndim = 2  # ids: a step is (B,), a chunk (B, C)
+
+    def _step(self, x: torch.Tensor, state):
+        y, state = self.inner.step(self.encode(x), state)
+        return self.decode(y), state
+
+    _step_chunk = _step  # the inner model tells a chunk from a step by its shape
 
     def _init_state(self, batch_size: int):
         return self.inner.init_state(batch_size)

@@ -163,15 +163,17 @@ class TCN(SeqModel):
                                                              down.weight.detach(), down.bias.detach())))
         head = (arr(self.head.weight.t()), arr(self.head.bias))
         # the per-sample plan, flat: (input buffer, conv2's buffer, W1, W2, tap span, dilation, the
-        # buffer the block's output goes to, residual projection, a zero of the output's shape; an
-        # array, not the scalar 0: np.maximum runs ~30% faster without broadcasting)
+        # buffer the block's output goes to (None: the last block's, into `out`), residual projection,
+        # a zero of the output's shape (an array, not the scalar 0: np.maximum runs ~30% faster
+        # without broadcasting), whether the block's last ReLU is needed. It is a no-op where the
+        # block's input is a previous block's output (>= 0), as relu(conv2) + input >= 0 already:
+        # skipping it leaves the values exactly as they were (~5% of a step).
         zero = arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype))
-        # The block's last ReLU is a no-op where its input is a previous block's output (>= 0): relu(conv2)
-        # + input is >= 0 already. Skipping it leaves the values exactly as they were (~5% of a step).
         plan = [(convs[0][0], convs[1][0], convs[0][2], convs[1][2], (k - 1) * d, d,
                  blocks[i + 1][0][0][0] if i + 1 < len(blocks) else None, down, zero, i == 0 or down is not None)
                 for i, ((convs, down), d) in enumerate(zip(blocks, self.dilations))]
-        return {"blocks": blocks, "plan": plan, "head": head, "numpy": fast}
+        out = arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype))  # the last block's output
+        return {"blocks": blocks, "plan": plan, "out": out, "head": head, "numpy": fast}
 
     def _step_is_torch_free(self, state: dict) -> bool:
         return state["numpy"]
@@ -189,7 +191,7 @@ class TCN(SeqModel):
         for buf1, buf2, w1, w2, span, d, next_buf, down, zero, last_relu in plan:
             a, p = buf2.advance(), buf1.p
             relu(mm(buf1.buf[:, p - span:p + 1:d].reshape(B, -1), w1, out=a), zero, out=a)  # conv1 -> conv2's buffer
-            out = next_buf.advance() if next_buf is not None else (np.empty_like if fast else torch.empty_like)(zero)
+            out = next_buf.advance() if next_buf is not None else state["out"]
             p = buf2.p
             relu(mm(buf2.buf[:, p - span:p + 1:d].reshape(B, -1), w2, out=out), zero, out=out)  # conv2 -> next block
             if down is None:

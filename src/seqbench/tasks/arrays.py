@@ -65,6 +65,13 @@ class ArrayTask(Task):
         yb = y[idx, :top] if per_step else y[idx]
         return torch.from_numpy(x[idx, :top]), (torch.from_numpy(yb), torch.from_numpy(ln))
 
+    def real_targets(self, split: str) -> np.ndarray:
+        """The split's targets, one row per sequence or, for per-step targets, per real (unpadded) step."""
+        _, y, lengths = self.data[split]
+        if y.ndim == 1 or lengths is None:
+            return y.reshape(-1, *y.shape[2:])
+        return y[np.arange(y.shape[1])[None] < lengths[:, None]]
+
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         if self.variable_length and not getattr(model, "causal", True):
             raise SeqbenchError(f"task {self.name!r} has variable-length sequences, padded on the right; a "
@@ -88,7 +95,12 @@ def last_step(out: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     return out[torch.arange(len(out)), lengths.to(out.device) - 1]
 
 
-def step_mask(lengths: torch.Tensor | None, B: int, L: int) -> torch.Tensor | None:
+def split_target(target) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(target, lengths) from a batch's target: variable-length tasks pass (target, lengths)."""
+    return target if isinstance(target, tuple) else (target, None)
+
+
+def step_mask(lengths: torch.Tensor | None, L: int) -> torch.Tensor | None:
     """(B, L) bool: True on real steps."""
     if lengths is None:
         return None
@@ -113,11 +125,11 @@ class ClassificationTask(ArrayTask):
             self.data[s] = (x, y.astype(np.int64), ln)
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
-        y, lengths = target if isinstance(target, tuple) else (target, None)
+        y, lengths = split_target(target)
         return F.cross_entropy(last_step(out, lengths), y)
 
     def score(self, out: torch.Tensor, target) -> dict[str, tuple[float, int]]:
-        y, lengths = target if isinstance(target, tuple) else (target, None)
+        y, lengths = split_target(target)
         logits = last_step(out, lengths)
         return {"accuracy": (float((logits.argmax(-1) == y).sum()), len(y)),
                 "nll": (float(F.cross_entropy(logits, y, reduction="sum")), len(y))}

@@ -24,7 +24,7 @@ import torch
 
 from seqbench.data import require
 from seqbench.errors import SeqbenchError
-from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, step_mask
+from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, split_target, step_mask
 from seqbench.tasks.base import Metric, Task
 from seqbench.tasks.forecast import WindowForecast
 from seqbench.tasks.registry import register_task
@@ -193,10 +193,6 @@ def _integral(y: np.ndarray) -> bool:
     return bool(np.all(np.equal(np.mod(y, 1), 0)))
 
 
-def _split_target(target):
-    return target if isinstance(target, tuple) else (target, None)
-
-
 @register_task("custom")
 class CustomTask(Task):
     """Your own CSV/Parquet/NPZ file (classification, regression, per-step targets or forecasting)."""
@@ -296,15 +292,9 @@ class CustomSequences(ArrayTask):
             return
         self.d_out, self.metric = 1, Metric("mse", higher_is_better=False)
         self.output_steps = "all" if per_step else "last"
-        train_y, test_y = self._targets("train"), self._targets("test")
+        train_y, test_y = self.real_targets("train"), self.real_targets("test")
         self.trivial_baseline = float(((test_y - train_y.mean()) ** 2).mean())
         self.trivial_note = "predict the training mean" + (" at every step" if per_step else "")
-
-    def _targets(self, split: str) -> np.ndarray:
-        x, y, ln = self.data[split]
-        if y.ndim == 1 or ln is None:
-            return y.ravel()
-        return y[np.arange(y.shape[1])[None] < ln[:, None]]
 
     def config(self) -> dict:
         return {"name": "custom", "kind": self.kind, **self.opts}
@@ -321,9 +311,9 @@ class CustomSequences(ArrayTask):
         return {"mse": (float(e.sum()), e.numel())}
 
     def _sq_err(self, out: torch.Tensor, target) -> torch.Tensor:
-        y, lengths = _split_target(target)
+        y, lengths = split_target(target)
         if self.kind == "regression":
             return (last_step(out, lengths)[:, 0] - y).square()
         err = (out[..., 0] - y).square()
-        mask = step_mask(lengths, *y.shape)
+        mask = step_mask(lengths, y.shape[1])
         return err if mask is None else err[mask]

@@ -98,13 +98,9 @@ class Chorales(ArrayTask):
         self.seq_len = int(max(d[0].shape[1] for d in self.data.values()))
         self.trivial_baseline = self._marginal_nll()
 
-    def _frames(self, split: str) -> np.ndarray:
-        x, y, ln = self.data[split]
-        return y[np.arange(y.shape[1])[None] < ln[:, None]]  # (frames, 88)
-
     def _marginal_nll(self) -> float:
-        p = np.clip(self._frames("train").mean(axis=0), 1e-4, 1 - 1e-4)
-        y = self._frames("test")
+        p = np.clip(self.real_targets("train").mean(axis=0), 1e-4, 1 - 1e-4)  # frames (n, 88)
+        y = self.real_targets("test")
         return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(axis=1).mean())
 
     def config(self) -> dict:
@@ -116,7 +112,7 @@ class Chorales(ArrayTask):
     def _frame_nll(self, out: torch.Tensor, target) -> torch.Tensor:
         y, lengths = target
         nll = F.binary_cross_entropy_with_logits(out, y, reduction="none").sum(-1)  # (B, L) per frame
-        return nll[step_mask(lengths, *nll.shape)]
+        return nll[step_mask(lengths, nll.shape[1])]
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
         return self._frame_nll(out, target).mean()

@@ -225,18 +225,18 @@ def compiled_forward(task: Task):
     except Exception as e:  # noqa: BLE001 - e.g. no compiler toolchain, unsupported platform
         warnings.warn(f"torch.compile unavailable ({type(e).__name__}: {e}); training in eager mode")
         return task.predict
-    state = {"fn": fn}
 
     def forward(model, x):
+        nonlocal fn
         try:
-            return state["fn"](model, x)
+            return fn(model, x)
         except Exception as e:  # noqa: BLE001 - inductor errors surface at the first call
-            if state["fn"] is task.predict:
+            if fn is task.predict:
                 raise
             warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                           "training in eager mode")
-            state["fn"] = task.predict
-            return task.predict(model, x)
+            fn = task.predict
+            return fn(model, x)
     return forward
 
 
