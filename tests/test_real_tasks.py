@@ -169,9 +169,11 @@ def test_token_model_streams_and_rejects_bad_ids():
     m = seqbench.create_model("tcn", 40, 40, embed_dim=8, levels=3, hidden=8, kernel_size=3).eval()
     x = torch.randint(0, 40, (2, 25))
     state = m.init_state(2)
-    ys = torch.stack([m.step(x[:, i], state)[0] for i in range(25)], 1)
-    torch.testing.assert_close(ys, m(x), rtol=1e-5, atol=1e-5)
-    assert m.embed.weight is m.embed.weight and seqbench.count_params(m) < 40 * 8 * 2 + 2000  # tied decoder
+    ys = torch.stack([m.step(x[:, i], state)[0] for i in range(20)], 1)
+    chunk, state = m.step(x[:, 20:], state)  # ids (B, C): a chunk
+    torch.testing.assert_close(torch.cat([ys, chunk], 1), m(x), rtol=1e-5, atol=1e-5)
+    # tied decoder: the vocabulary x embed_dim matrix exists once
+    assert [n for n, p in m.named_parameters() if p.shape == (40, 8)] == ["embed.weight"]
     with pytest.raises(seqbench.SeqbenchError, match="0..39"):
         m(torch.full((1, 5), 40))
     with pytest.raises(seqbench.SeqbenchError, match="integer token ids"):

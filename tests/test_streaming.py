@@ -94,9 +94,7 @@ def test_step_input_checks():
         m.init_state(0)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast, monkeypatch):
-    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", fast)
+def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast_path):
     m = small_streamer("tcn").double()
     x = torch.randn(2, 150, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -110,11 +108,9 @@ def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast, monkeypatch):
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_tcn_without_input_projection_streams_exactly(fast, monkeypatch):
+def test_tcn_without_input_projection_streams_exactly(fast_path):
     """d_in == hidden: the first block adds its raw (signed) input, so its last ReLU is not a no-op;
     the step skips that ReLU only where the block input is a previous block's output."""
-    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", fast)
     torch.manual_seed(0)
     m = seqbench.create_model("tcn", 5, 2, hidden=5, levels=3, kernel_size=3).eval()
     assert m.blocks[0].downsample is None

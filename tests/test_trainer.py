@@ -157,15 +157,17 @@ def test_model_task_dimension_mismatch():
         seqbench.train(seqbench.create_model("lstm", 3, 1, hidden=4), task, progress=False)
 
 
-def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
-    """Where torch.compile is unavailable, --compile trains in eager mode (same curve), with a warning."""
+@pytest.mark.parametrize("when", ["at compile", "at the first call"])
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch, when):
+    """Where torch.compile is unavailable or its kernels fail to build, --compile trains in eager
+    mode (same curve), with a warning."""
     task = tiny_adding()
     cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-2, seed=3)
     eager = seqbench.train(tiny_model(task), task, cfg, progress=False)
 
-    def no_compiler(*a, **k):
+    def failing(*a, **k):
         raise RuntimeError("no C++ compiler")
-    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(torch, "compile", failing if when == "at compile" else lambda fn: failing)
     with pytest.warns(UserWarning, match="eager"):
         fallback = seqbench.train(tiny_model(task), task, TrainConfig(epochs=2, batch_size=32, lr=1e-2, seed=3,
                                                                       compile=True), progress=False)
