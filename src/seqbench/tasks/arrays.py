@@ -34,10 +34,14 @@ class ArrayTask(Task):
             raise SeqbenchError(f"task {self.name!r}: the {split} split is empty")
         if not np.isfinite(x).all():
             raise SeqbenchError(f"task {self.name!r}: the {split} split has NaN/inf inputs")
-        self.data[split] = (x, np.asarray(y), None if lengths is None else np.asarray(lengths, dtype=np.int64))
+        if lengths is not None:
+            lengths = np.asarray(lengths, dtype=np.int64)
+            if (lengths == x.shape[1]).all():  # no padding in this split: a fixed-length batch
+                lengths = None
+            else:
+                self.variable_length = True
+        self.data[split] = (x, np.asarray(y), lengths)
         self.sizes[split] = len(x)
-        if lengths is not None and (np.asarray(lengths) != x.shape[1]).any():
-            self.variable_length = True
 
     def batches(self, split: str, batch_size: int, *, shuffle_seed: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, Any]]:
@@ -83,7 +87,7 @@ class ArrayTask(Task):
     def info(self) -> dict[str, Any]:
         info = super().info()
         if self.variable_length:
-            lens = np.concatenate([d[2] for d in self.data.values() if d[2] is not None])
+            lens = np.concatenate([np.full(len(x), x.shape[1]) if ln is None else ln for x, _, ln in self.data.values()])
             info["seq_len"] = f"{lens.min()}-{lens.max()}"
         return info
 
@@ -92,6 +96,8 @@ def last_step(out: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """(B, d) output at each sequence's last real step (the last step when lengths is None)."""
     if lengths is None:
         return out[:, -1]
+    if out.shape[1] == 1:  # a last-step output (forward_last) cannot be indexed by lengths
+        raise SeqbenchError("per-sequence lengths need the full output (B, L, d_out), got a last-step output")
     return out[torch.arange(len(out)), lengths.to(out.device) - 1]
 
 
