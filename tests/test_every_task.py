@@ -84,7 +84,7 @@ def tasks(custom_files):
 
 def _small_model(name, task):
     kwargs = {}
-    if getattr(task, "input_kind", "features") == "tokens":
+    if task.input_kind == "tokens":
         kwargs["embed_dim"] = 8
     shape = {"tcn": {"levels": 2, "kernel_size": 3}, "trellisnet": {"levels": 3, "dilations": [1, 2]},
              "transformer": {"layers": 1}, "lru": {"layers": 1}}.get(name, {})

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import torch
@@ -22,6 +24,27 @@ class SeqModel(nn.Module):
     causal: bool = True
     supports_step: bool = False       # streams with init_state / step when causal
     supports_non_causal: bool = True  # can be built with causal=False
+    registry_name: str | None = None  # set by @register_model
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap each subclass's ``__init__`` so the model records its own ``config``: the arguments
+        it was built with, under its registered name. A model built directly (``TCN(1, 10, ...)``)
+        round-trips through ``model_from_config`` / ``load_model`` like one from ``create_model``."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        sig = inspect.signature(init)
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if type(self).__init__ is __init__:  # the most-derived constructor's arguments
+                bound = sig.bind(self, *args, **kw)
+                bound.apply_defaults()
+                cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in bound.arguments.items() if k != "self"}
+                self._config = {"name": type(self).registry_name or type(self).__name__, **cfg}
+        cls.__init__ = __init__
 
     def __init__(self, d_in: int, d_out: int, causal: bool = True):
         super().__init__()
@@ -29,6 +52,11 @@ class SeqModel(nn.Module):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         self.d_in, self.d_out, self.causal = d_in, d_out, bool(causal)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The arguments that rebuild this model: ``seqbench.model_from_config(model.config)``."""
+        return dict(self._config)
 
     @property
     def receptive_field(self) -> int | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -25,14 +26,42 @@ class BudgetSolution:
         return (self.params - self.target) / self.target
 
 
+BYTES_PER_PARAM = 16  # float32 weights, gradients and two Adam moments
+
+
+def count_on_meta(cls, **kwargs) -> int:
+    """Parameter count of ``cls(**kwargs)`` built on the meta device: no memory is allocated."""
+    with torch.device("meta"):
+        return count_params(cls(**kwargs))
+
+
 def count_for_width(name: str, d_in: int, d_out: int, width: int, **cfg) -> int:
-    """Exact parameter count of ``name`` at ``width`` (builds the model on CPU: a few ms; the
-    meta device is slower for modules this small)."""
+    """Exact parameter count of ``name`` at ``width``. Small widths are built on CPU (a few ms; the
+    meta device is slower for modules this small), large ones on the meta device (nothing allocated)."""
     from seqbench.models.registry import get_model_entry
     entry = get_model_entry(name)
+    kwargs = {"d_in": d_in, "d_out": d_out, **cfg, entry.width_arg: width}
+    if width > 512:
+        return count_on_meta(entry.cls, **kwargs)
     with torch.device("cpu"):
-        model = entry.cls(d_in=d_in, d_out=d_out, **{**cfg, entry.width_arg: width})
-    return count_params(model)
+        return count_params(entry.cls(**kwargs))
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40  # unknown: do not refuse
+
+
+def check_fits_in_memory(params: int, what: str) -> None:
+    """Refuse a model whose training state (weights, gradients, Adam moments) would not fit in memory."""
+    need, have = params * BYTES_PER_PARAM, memory_bytes()
+    if need > have:
+        raise SeqbenchError(f"{what} needs about {need / 2**30:,.1f} GiB to train ({params:,} parameters x "
+                            f"{BYTES_PER_PARAM} bytes) but this machine has {have / 2**30:.1f} GiB; "
+                            "choose a smaller --params or width")
 
 
 def solve_width_for_budget(name: str, d_in: int, d_out: int, target: int, **cfg) -> BudgetSolution:
@@ -51,8 +80,8 @@ def solve_width_for_budget(name: str, d_in: int, d_out: int, target: int, **cfg)
     lo_count = count(1)
     if lo_count > target * (1 + TOLERANCE):
         raise SeqbenchError(
-            f"params={target:,} is impossible for {name!r} with these settings: the smallest "
-            f"({width_arg}=1) already has {lo_count:,}; raise --params or reduce depth/options")
+            f"params={target:,} is impossible for {name!r} with these settings: its narrowest version "
+            f"already has {lo_count:,} parameters; raise --params or reduce depth/options")
     lo, hi = 1, 2
     while count(hi) < target and hi < MAX_WIDTH:
         lo, hi = hi, hi * 2

@@ -26,6 +26,11 @@ class TokenModel(SeqModel):
         self.supports_step = inner.supports_step
 
     @property
+    def config(self):
+        return {**self.inner.config, "d_in": self.d_in, "d_out": self.d_out, "embed_dim": self.embed.embedding_dim,
+                "emb_dropout": self.emb_dropout.p}
+
+    @property
     def receptive_field(self):
         return self.inner.receptive_field
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
+import types
+import typing
 from dataclasses import dataclass
 
 from seqbench.errors import SeqbenchError
@@ -23,6 +26,58 @@ class ModelEntry:
         sig = inspect.signature(self.cls.__init__)
         return [p for p in sig.parameters if p not in ("self", "d_in", "d_out", "causal")]
 
+    def check_options(self, cfg: dict) -> None:
+        """Unknown names, wrong types and out-of-range values are one-line errors, before anything
+        is built: integers where the signature says int, dropout rates in [0, 1), sizes >= 1."""
+        valid = self.config_keys()
+        unknown = sorted(set(cfg) - set(valid))
+        if unknown:
+            raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for model {self.name!r}; "
+                                f"valid options: {', '.join(valid)}")
+        hints = typing.get_type_hints(inspect.unwrap(self.cls.__init__))
+        for key, value in cfg.items():
+            hint = hints.get(key)
+            if hint is not None and not _matches(value, hint):
+                raise SeqbenchError(f"model option {key} of {self.name!r} must be {_describe(hint)}, got {value!r}")
+            if "dropout" in key and not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise SeqbenchError(f"model option {key} of {self.name!r} is a probability in [0, 1), got {value!r}")
+            if hint is int and key in POSITIVE and value < 1:
+                raise SeqbenchError(f"model option {key} of {self.name!r} must be >= 1, got {value!r}")
+
+
+# integer options that count something (a width, a depth, a kernel): at least 1
+POSITIVE = {"hidden", "levels", "layers", "heads", "kernel_size", "state_dim", "mlp_ratio", "chunk", "embed_dim"}
+
+
+def _matches(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        inner = args[0] if args else object
+        return isinstance(value, (list, tuple)) and len(value) > 0 and all(_matches(v, inner) for v in value)
+    return True  # a type we do not check
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(parts)) + (" (or None)" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"a non-empty list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+
 
 def register_model(name: str, *, width_arg: str = "hidden"):
     """Class decorator adding a model to the zoo under ``name`` (refuses duplicates)."""
@@ -31,6 +86,7 @@ def register_model(name: str, *, width_arg: str = "hidden"):
             raise ValueError(f"model {name!r} is already registered")
         doc = (cls.__doc__ or "").strip().splitlines()
         _MODELS[name] = ModelEntry(name, cls, width_arg, doc[0] if doc else "")
+        cls.registry_name = name
         return cls
     return wrap
 
@@ -43,6 +99,8 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def get_model_entry(name: str) -> ModelEntry:
     _ensure_loaded()
+    if not isinstance(name, str):
+        raise SeqbenchError(f"a model name is a string such as 'tcn', got {name!r}")
     if name not in _MODELS:
         raise SeqbenchError(f"unknown model {name!r}{suggest(name, list(_MODELS))}; "
                             f"choose one of: {', '.join(sorted(_MODELS))}")
@@ -65,20 +123,20 @@ def create_model(name: str, d_in: int, d_out: int, *, params: int | str | None =
     if embed_dim is not None:
         return _create_token_model(name, d_in, d_out, params, causal, embed_dim, emb_dropout, cfg)
     entry = get_model_entry(name)
-    valid = entry.config_keys()
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
-                            f"valid options: {', '.join(valid)}")
+    entry.check_options(cfg)
+    if not isinstance(causal, bool):
+        raise SeqbenchError(f"causal must be true or false, got {causal!r}")
     if params is not None:
-        from seqbench.models.budget import solve_width_for_budget
+        from seqbench.models.budget import check_fits_in_memory, solve_width_for_budget
         if entry.width_arg in cfg:
             raise SeqbenchError(f"give either params= or {entry.width_arg}= for {name!r}, not both")
-        cfg[entry.width_arg] = solve_width_for_budget(name, d_in, d_out, parse_count(params),
-                                                      causal=causal, **cfg).width
-    model = entry.cls(d_in=d_in, d_out=d_out, causal=causal, **cfg)
-    model.config = {"name": name, "d_in": d_in, "d_out": d_out, "causal": causal, **cfg}
-    return model
+        target = parse_count(params)
+        check_fits_in_memory(target, f"a budget of {target:,} parameters")
+        cfg[entry.width_arg] = solve_width_for_budget(name, d_in, d_out, target, causal=causal, **cfg).width
+    from seqbench.models.budget import check_fits_in_memory, count_on_meta
+    n = count_on_meta(entry.cls, d_in=d_in, d_out=d_out, causal=causal, **cfg)  # before allocating anything
+    check_fits_in_memory(n, f"{name} with {', '.join(f'{k}={v}' for k, v in cfg.items()) or 'its defaults'}")
+    return entry.cls(d_in=d_in, d_out=d_out, causal=causal, **cfg)
 
 
 def _create_token_model(name, vocab, d_out, params, causal, embed_dim, emb_dropout, cfg) -> SeqModel:
@@ -96,10 +154,10 @@ def _create_token_model(name, vocab, d_out, params, causal, embed_dim, emb_dropo
             raise SeqbenchError(f"a budget of {parse_count(params):,} params does not cover the embedding alone "
                                 f"({shared:,} = vocab {vocab:,} x embed_dim {embed_dim} + bias); raise params or "
                                 "lower embed_dim")
+    if not (isinstance(emb_dropout, (int, float)) and 0 <= emb_dropout < 1):
+        raise SeqbenchError(f"emb_dropout is a probability in [0, 1), got {emb_dropout!r}")
     inner = create_model(name, embed_dim, embed_dim, params=inner_budget, causal=causal, **cfg)
-    model = TokenModel(inner, vocab, embed_dim, emb_dropout)
-    model.config = {**inner.config, "d_in": vocab, "d_out": vocab, "embed_dim": embed_dim, "emb_dropout": emb_dropout}
-    return model
+    return TokenModel(inner, vocab, embed_dim, emb_dropout)
 
 
 def model_for_task(name: str, task, *, params: int | str | None = None, causal: bool = True, **cfg) -> SeqModel:
@@ -109,6 +167,9 @@ def model_for_task(name: str, task, *, params: int | str | None = None, causal: 
 
 def model_from_config(config: dict) -> SeqModel:
     """Rebuild a model from its ``model.config`` (e.g. stored beside a checkpoint)."""
+    if not isinstance(config, dict) or not {"name", "d_in", "d_out"} <= set(config):
+        raise SeqbenchError("a model config is a mapping with name, d_in, d_out and the model's options, "
+                            f"got {str(config)[:80]!r}")
     cfg = dict(config)
     return create_model(cfg.pop("name"), cfg.pop("d_in"), cfg.pop("d_out"), **cfg)
 
