@@ -73,3 +73,10 @@ def suggest(name: str, valid: list[str]) -> str:
     import difflib
     close = difflib.get_close_matches(name, valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """A seed is an integer in [0, 2**63): torch and NumPy take any such value."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise SeqbenchError(f"{what} must be an integer from 0 to 2**63-1, got {seed!r}")
+    return seed

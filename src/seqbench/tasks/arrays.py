@@ -77,7 +77,7 @@ class ArrayTask(Task):
         return y[np.arange(y.shape[1])[None] < lengths[:, None]]
 
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
-        if self.variable_length and not getattr(model, "causal", True):
+        if self.variable_length and not model.causal:
             raise SeqbenchError(f"task {self.name!r} has variable-length sequences, padded on the right; a "
                                 "non-causal model would see the padding. Use a causal model")
         if self.variable_length:
@@ -127,6 +127,7 @@ class ClassificationTask(ArrayTask):
         counts = np.bincount(ys["train"], minlength=self.num_classes)
         majority = int(counts.argmax())
         self.trivial_baseline = float((ys["test"] == majority).mean())
+        self.chance_level = 1.0 / self.num_classes
         for s, (x, y, ln) in self.data.items():
             self.data[s] = (x, y.astype(np.int64), ln)
 

@@ -46,12 +46,15 @@ class Task:
     metric: Metric
     trivial_baseline: float
     trivial_note: str = ""
+    chance_level: float | None = None  # classification: 1 / classes, shown beside the trivial baseline
     paper: PaperReference = PaperReference()
     output_steps: str = "all"
     source: str = ""
     listed_variants: tuple[str, ...] = ("",)  # what `seqbench tasks` lists: "" = the plain name, else name:variant
-    # Trainer settings that suit this task (optimizer, lr, batch size, clip...), overridable.
+    # Trainer settings that suit this task (TrainConfig fields: optimizer, lr, batch size, clip...), overridable.
     recommended: dict[str, Any] = {}
+    input_kind: str = "features"  # "features": float (B, L, d_in); "tokens": integer ids (B, L) in 0..d_in-1
+    embed_dim: int = 128          # token tasks: the embedding width models get by default
 
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
@@ -85,9 +88,7 @@ class Task:
 
     def model_kwargs(self) -> dict[str, Any]:
         """Extra ``create_model`` arguments this task's inputs need (token tasks: ``embed_dim``)."""
-        if getattr(self, "input_kind", "features") == "tokens":
-            return {"embed_dim": self.recommended.get("embed_dim", 128)}
-        return {}
+        return {"embed_dim": self.embed_dim} if self.input_kind == "tokens" else {}
 
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         """The model's output for this task: (B, L, d_out), or (B, 1, d_out) from

@@ -64,7 +64,7 @@ def _numeric(df, cols, path) -> np.ndarray:
         bad = v.isna() & df[c].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise _fail(path, f"column {c!r} has a non-numeric value {df[c].iloc[row]!r} (data row {row + 1}); "
+            raise _fail(path, f"column {c!r} has a non-numeric value {_plain(df[c].iloc[row])!r} (data row {row + 1}); "
                               "features and targets must be numbers")
         out.append(v.to_numpy(dtype=np.float64))
     a = np.stack(out, axis=-1)
@@ -141,7 +141,7 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         xs.append(values[rows])
         if has_label:
             if np.unique(yv[rows]).size > 1:
-                raise _fail(path, f"sequence {ids[rows[0]]!r} has more than one {label_col!r} value; a label "
+                raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {label_col!r} value; a label "
                                   f"is one per sequence (use a {target_col!r} column for per-step targets)")
             ys.append(yv[rows[0]])
         else:
@@ -187,6 +187,11 @@ def _load_npz(path: Path) -> dict:
         raise _fail(path, f"'y' must be (N,) or (N, L), got shape {y.shape}")
     xs = [x[i, :lengths[i]] for i in range(N)]
     return {"x": xs, "y": [y[i, :lengths[i]] for i in range(N)] if per_step else y, "per_step": per_step}
+
+
+def _plain(v):
+    """A NumPy scalar as the Python value it holds (messages show 3, not np.int64(3))."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _integral(y: np.ndarray) -> bool:

@@ -143,7 +143,8 @@ class PTBWord(_PTB):
     paper = PaperReference({"lstm": 78.93, "gru": 92.48, "rnn": 114.50, "tcn": 88.68, "trellisnet": 56.97},
                            "perplexity; TCN paper Table 1 (13M params); TrellisNet without MoS (24M)")
     recommended = {"optimizer": "sgd", "lr": 4.0, "clip": 0.35, "batch_size": 16, "epochs": 100,
-                   "schedule": "plateau", "gamma": 0.5, "embed_dim": 600}
+                   "schedule": "plateau", "gamma": 0.5}
+    embed_dim = 600  # the paper's word embedding
 
     def __init__(self, seq_len: int = 80, valid_len: int = 40, max_tokens: int | None = None):
         super().__init__(seq_len, valid_len, max_tokens)
@@ -163,7 +164,8 @@ class PTBChar(_PTB):
     paper = PaperReference({"lstm": 1.36, "gru": 1.37, "rnn": 1.48, "tcn": 1.31, "trellisnet": 1.158},
                            "bits per character; TCN paper Table 1 (3M params); TrellisNet paper")
     recommended = {"optimizer": "sgd", "lr": 4.0, "clip": 0.15, "batch_size": 32, "epochs": 100,
-                   "schedule": "plateau", "gamma": 0.1, "embed_dim": 100}
+                   "schedule": "plateau", "gamma": 0.1}
+    embed_dim = 100  # the paper's character embedding
 
     def __init__(self, seq_len: int = 400, valid_len: int = 320, max_tokens: int | None = None):
         super().__init__(seq_len, valid_len, max_tokens)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from seqbench.data import cached_arrays, require
 from seqbench.errors import SeqbenchError
-from seqbench.tasks.arrays import ArrayTask, step_mask
+from seqbench.tasks.arrays import ArrayTask, split_target, step_mask
 from seqbench.tasks.base import Metric, PaperReference
 from seqbench.tasks.registry import register_task
 
@@ -110,9 +110,10 @@ class Chorales(ArrayTask):
         return cfg
 
     def _frame_nll(self, out: torch.Tensor, target) -> torch.Tensor:
-        y, lengths = target
+        y, lengths = split_target(target)
         nll = F.binary_cross_entropy_with_logits(out, y, reduction="none").sum(-1)  # (B, L) per frame
-        return nll[step_mask(lengths, nll.shape[1])]
+        mask = step_mask(lengths, nll.shape[1])
+        return nll.flatten() if mask is None else nll[mask]
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
         return self._frame_nll(out, target).mean()

@@ -83,6 +83,7 @@ class TimeSeriesClassification(ClassificationTask):
         self.seq_len = a["x_train"].shape[1]
         self._finish_classes()
         self.num_classes = self.d_out = len(self.classes)
+        self.chance_level = 1.0 / self.num_classes
 
     def config(self) -> dict:
         return {"name": self.name, "valid_fraction": self.valid_fraction}

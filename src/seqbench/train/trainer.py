@@ -3,27 +3,33 @@
     result = seqbench.train(model, task, TrainConfig(epochs=5, lr=2e-3), out_dir="runs/x")
 
 Writes into ``out_dir`` (all atomically): ``config.json`` (model, task and train config),
-``best.pt`` / ``last.pt`` (state_dict only; load with ``seqbench.load_model``) and
-``history.jsonl`` (one JSON line per epoch).
+``best.pt`` (the best-on-valid state_dict; load with ``seqbench.load_model``), ``last.pt`` (the
+whole training state after the last finished epoch: ``train(..., resume=True)`` continues from it),
+``history.jsonl`` (one JSON line per epoch) and ``result.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import count_params
 from seqbench.tasks.base import Task
-from seqbench.utils import atomic_torch_save, atomic_write_json, atomic_write_text, seed_everything
+from seqbench.utils import atomic_torch_save, atomic_write_json, atomic_write_text, check_seed, seed_everything
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("none", "step", "plateau")
@@ -50,10 +56,11 @@ class TrainConfig:
 
     @classmethod
     def for_task(cls, task: Task, **overrides: Any) -> "TrainConfig":
-        """The task's recommended settings, then ``overrides`` (None values are ignored)."""
+        """The task's recommended settings, then ``overrides`` (None values are ignored).
+
+        An unknown key, in the overrides or in the task's ``recommended``, is an error naming it."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        merged = {k: v for k, v in task.recommended.items() if k in fields}
-        merged.update({k: v for k, v in overrides.items() if v is not None})
+        merged = {**task.recommended, **{k: v for k, v in overrides.items() if v is not None}}
         unknown = sorted(set(merged) - fields)
         if unknown:
             raise SeqbenchError(f"unknown training option(s) {', '.join(unknown)}; "
@@ -61,6 +68,18 @@ class TrainConfig:
         return cls(**merged)
 
     def validate(self) -> None:
+        """Raise a one-line SeqbenchError for a wrong type or an out-of-range value."""
+        for f in dataclasses.fields(self):
+            v, kind = getattr(self, f.name), str(f.type)
+            if v is None and "None" in kind:
+                continue
+            ok = (isinstance(v, str) if kind.startswith("str") else isinstance(v, bool) if kind.startswith("bool")
+                  else isinstance(v, int) and not isinstance(v, bool) if kind.startswith("int")
+                  else isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            if not ok:
+                want = kind.split(" |")[0].replace("float", "number").replace("int", "integer")
+                raise SeqbenchError(f"training option {f.name} must be a{'n' if want[0] in 'aeiou' else ''} {want}"
+                                    f", got {v!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SeqbenchError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -68,12 +87,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
             if getattr(self, name) < 1:
                 raise SeqbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if not self.lr > 0:
             raise SeqbenchError(f"lr must be a positive number, got {self.lr}")
         if self.clip is not None and not self.clip > 0:
             raise SeqbenchError(f"clip must be > 0 (or unset), got {self.clip}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise SeqbenchError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        for name in ("weight_decay", "momentum", "aux_weight", "patience"):
+            if getattr(self, name) < 0:
+                raise SeqbenchError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1:
+            raise SeqbenchError(f"gamma (the LR decay factor) must be in (0, 1], got {self.gamma}")
+        check_seed(self.seed)
 
 
 @dataclass
@@ -91,50 +116,149 @@ class TrainResult:
         return self.test[task.metric.name]
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and conv kernels only: tensors with fewer than 2 dims (biases,
+    norm gains, weight-norm magnitudes, the LRU's nu_log / theta_log) are exempt, as in nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse to mix a run into a directory that already holds something else."""
+def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+    """Check ``out_dir`` before any work: new or empty (used as is), a run to resume, or, with
+    ``overwrite``, an earlier run that will be replaced as a whole when the new one finishes."""
+    if not str(out_dir).strip():
+        raise SeqbenchError("--out is empty; give a directory for the run, e.g. --out runs/tcn-adding")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SeqbenchError(f"--out {out} is a file; give a directory path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    taken = out.is_dir() and any(out.iterdir())
+    if resume:
+        if not (out / "last.pt").is_file() or not (out / "config.json").is_file():
+            raise SeqbenchError(f"--resume: {out} holds no run to resume (no config.json + last.pt); "
+                                "start it without --resume")
+        return out
+    if taken and not overwrite:
         raise SeqbenchError(f"output directory {out} exists and is not empty; "
-                            "choose a new --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+                            "choose a new --out, pass --overwrite to replace the run, or --resume to continue it")
+    if taken:
+        if not (out / "config.json").is_file():
+            raise SeqbenchError(f"--overwrite: {out} is not a seqbench run directory (no config.json); "
+                                "refusing to replace it, choose another --out")
+        if Path.cwd().resolve().is_relative_to(out.resolve()):
+            raise SeqbenchError(f"--overwrite: {out} holds the current directory; choose another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)  # fails here, before any work, if it cannot be made
     return out
 
 
+@contextlib.contextmanager
+def _run_directory(out: Path, replace: bool):
+    """The directory a run writes into. A run that replaces an earlier one (``--overwrite``) is built
+    beside it and swapped in at the end, so an interrupted run never mixes with the old one's files."""
+    if not replace:
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
+        return
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by an interrupted earlier --overwrite
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / "run")
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(state["python"])
+
+
+def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _check_resumable(out: Path, run_config: dict) -> None:
+    """A resumed run must be the same run: same model, task and training settings (epochs may grow)."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SeqbenchError(f"--resume: cannot read {out / 'config.json'} ({e})") from None
+    want = json.loads(json.dumps(run_config, default=str))
+    for part in ("model", "task", "train"):
+        a, b = dict(saved.get(part) or {}), dict(want[part] or {})
+        if part == "train":
+            a.pop("epochs", None), b.pop("epochs", None)
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if diff:
+            k = diff[0]
+            raise SeqbenchError(f"--resume: the run in {out} has {part} {k}={a.get(k)!r}, this command "
+                                f"{k}={b.get(k)!r}; resume with the same settings or start a new --out")
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
-          out_dir: str | os.PathLike | None = None, overwrite: bool = False,
+          out_dir: str | os.PathLike | None = None, overwrite: bool = False, resume: bool = False,
           progress: bool | None = None) -> TrainResult:
     """Train ``model`` on ``task``; evaluate on valid each epoch and on test with the best weights.
 
-    ``progress=None`` shows a progress bar only on a terminal. Same seed, same thread count:
-    the same loss curve on CPU.
+    With ``out_dir``, every epoch leaves ``last.pt`` with the whole training state (weights,
+    optimizer, schedule, RNG, history), so ``resume=True`` continues a killed run from its last
+    finished epoch and ends with the same weights as an uninterrupted run. ``progress=None`` shows
+    a progress bar only on a terminal. Same seed, same thread count: the same loss curve on CPU.
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or TrainConfig.for_task(task)
     cfg.validate()
-    if getattr(model, "d_in", task.d_in) != task.d_in or getattr(model, "d_out", task.d_out) != task.d_out:
+    if model.d_in != task.d_in or model.d_out != task.d_out:
         raise SeqbenchError(f"model maps d_in={model.d_in} -> d_out={model.d_out} but task "
                             f"{task.name!r} needs {task.d_in} -> {task.d_out}")
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        atomic_write_json(out / "config.json", {"model": getattr(model, "config", None),
-                                                "task": task.config(), "train": dataclasses.asdict(cfg)})
+    run_config = {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg)}
+    if out_dir is None:
+        return _fit(model, task, cfg, None, None, progress)
+    out = prepare_out_dir(out_dir, overwrite, resume)
+    if resume:
+        _check_resumable(out, run_config)
+        state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        if "optimizer" not in state:
+            raise SeqbenchError(f"--resume: {out / 'last.pt'} holds weights only (written by an older seqbench); "
+                                "start the run again")
+        return _fit(model, task, cfg, out, state, progress)
+    with _run_directory(out, replace=out.is_dir() and any(out.iterdir())) as work:
+        atomic_write_json(work / "config.json", run_config)
+        return _fit(model, task, cfg, work, None, progress)
+
+
+def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resume_state: dict | None,
+         progress: bool | None) -> TrainResult:
+    from tqdm.auto import tqdm
+
     seed_everything(cfg.seed)
     forward = compiled_forward(task) if cfg.compile else task.predict
-    opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    opt = make_optimizer(cfg, model)
     metric = task.metric
     sched = _make_schedule(cfg, opt, metric)
     steps = task.num_batches("train", cfg.batch_size)
@@ -143,12 +267,21 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
 
     history: list[dict[str, Any]] = []
     best_state, best_valid, best_epoch = None, None, 0
-    train_time, seen = 0.0, 0
-    bar = tqdm(total=cfg.epochs * steps, desc=f"{getattr(model, 'config', {}).get('name', 'model')}"
+    train_time, seen, start = 0.0, 0, 1
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        opt.load_state_dict(resume_state["optimizer"])
+        if sched is not None and resume_state.get("scheduler") is not None:
+            sched.load_state_dict(resume_state["scheduler"])
+        history, best_valid, best_epoch = resume_state["history"], resume_state["best_valid"], resume_state["best_epoch"]
+        train_time, seen, start = resume_state["train_time"], resume_state["seen"], resume_state["epoch"] + 1
+        best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+        _set_rng_state(resume_state["rng"])
+    bar = tqdm(total=cfg.epochs * steps, initial=(start - 1) * steps, desc=f"{model.config.get('name', 'model')}"
                f" on {task.name}", unit="step", disable=(None if progress is None else not progress),
                dynamic_ncols=True, leave=False)
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(start, cfg.epochs + 1):
             model.train()
             loss_sum, n_steps = 0.0, 0
             t0 = time.perf_counter()
@@ -156,7 +289,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
             for i, (x, y) in enumerate(batches):
                 if i >= steps:
                     break
-                if not torch.isfinite(x).all():
+                if x.is_floating_point() and not torch.isfinite(x).all():
                     raise SeqbenchError(f"task {task.name!r} produced NaN/inf inputs in a training "
                                         "batch; clean the data (drop or impute missing values)")
                 opt.zero_grad(set_to_none=True)
@@ -186,28 +319,31 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
             improved = best_valid is None or metric.better(valid[metric.name], best_valid[metric.name])
             if improved:
                 best_valid, best_epoch = valid, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if out is not None:
-                if improved:
-                    atomic_torch_save(best_state, out / "best.pt")
-                atomic_torch_save(model.state_dict(), out / "last.pt")
-                atomic_write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                best_state = _clone(model.state_dict())
             if sched is not None:
                 if cfg.schedule == "plateau":
                     sched.step(valid[metric.name])
                 else:
                     sched.step()
+            if out is not None:  # best first: a last.pt on disk always has its best.pt
+                if improved:
+                    atomic_torch_save(best_state, out / "best.pt")
+                atomic_write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": None if sched is None else sched.state_dict(), "epoch": epoch,
+                                   "history": history, "best_valid": best_valid, "best_epoch": best_epoch,
+                                   "train_time": train_time, "seen": seen, "rng": _rng_state()}, out / "last.pt")
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}",
                             **{f"valid_{metric.name}": f"{valid[metric.name]:.4g}"})
     finally:
         bar.close()
 
-    last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    last_state = _clone(model.state_dict())
     model.load_state_dict(best_state)
     test = task.evaluate(model, "test", cfg.eval_batch_size)
     model.load_state_dict(last_state)
     result = TrainResult(test=test, best_valid=best_valid, best_epoch=best_epoch, history=history,
-                         params=count_params(model), receptive_field=getattr(model, "receptive_field", None),
+                         params=count_params(model), receptive_field=model.receptive_field,
                          train_time=train_time, samples_per_sec=seen / train_time if train_time else 0.0)
     if out is not None:
         atomic_write_json(out / "result.json", dataclasses.asdict(result) | {"history": None})
@@ -250,11 +386,14 @@ def _make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, metric):
 
 
 def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
-    """Rebuild a trained model from a run directory (config.json + best.pt/last.pt).
+    """Rebuild a trained model from a run directory (config.json + best.pt or last.pt).
 
-    Weights are loaded with ``weights_only=True``: no pickled code is ever executed.
+    Weights are loaded with ``weights_only=True``: no pickled code is ever executed. The config is
+    checked before anything is allocated (a tampered size is refused, not attempted).
     """
     from seqbench.models.registry import model_from_config
+    if which not in ("best", "last"):
+        raise SeqbenchError(f"which must be 'best' or 'last', got {which!r}")
     run = Path(run_dir)
     cfg_path, ckpt = run / "config.json", run / f"{which}.pt"
     for p in (cfg_path, ckpt):
@@ -262,12 +401,25 @@ def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
             raise SeqbenchError(f"{p} not found; is {run} a seqbench run directory?")
     try:
         config = json.loads(cfg_path.read_text())["model"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise SeqbenchError(f"{cfg_path} is not a valid seqbench run config ({e})") from None
-    model = model_from_config(config)
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise SeqbenchError(f"{cfg_path} is not a valid seqbench run config ({type(e).__name__}: {e})") from None
+    if not isinstance(config, dict) or not {"name", "d_in", "d_out"} <= set(config):
+        raise SeqbenchError(f"{cfg_path}: 'model' must be a mapping with name, d_in, d_out and the model's options")
+    try:
+        model = model_from_config(config)
+    except SeqbenchError as e:
+        raise SeqbenchError(f"{cfg_path}: {e}") from None
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupted or not a state_dict
         raise SeqbenchError(f"cannot load checkpoint {ckpt}: {str(e).splitlines()[0]}") from None
-    model.load_state_dict(state)
+    if isinstance(state, dict) and "optimizer" in state and "model" in state:  # last.pt: the training state
+        state = state["model"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        raise SeqbenchError(f"checkpoint {ckpt} does not match {cfg_path} "
+                            f"({first[1].strip() if len(first) > 1 else first[0] if first else type(e).__name__})"
+                            ) from None
     return model
