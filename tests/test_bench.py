@@ -15,6 +15,7 @@ import pytest
 import seqbench
 from seqbench.bench import Store, file_trials, grid_trials, run_sweep, suite_trials, write_report
 from seqbench.bench.sweep import trial_key
+from seqbench.tables import fmt
 
 TINY = {"seq_len": 20, "n_train": 128, "n_valid": 32, "n_test": 32}
 
@@ -83,10 +84,24 @@ def test_local_sweep_records_everything_and_reruns_nothing(tmp_path):
         assert {r["key"]: r["finished"] for r in store.rows()} == finished
 
 
-def test_a_failing_trial_fails_alone(tmp_path):
+def test_a_bad_sweep_is_refused_before_any_trial_runs(tmp_path):
     db = tmp_path / "r.db"
     bad = grid_trials(["adding"], ["tcn"], [0], [None], TINY, {"levels": -1}, {"epochs": 1})
-    s = run_sweep(tiny_trials(seeds=(0,)) + bad, db, workers=2, progress=False)
+    with pytest.raises(seqbench.SeqbenchError, match="levels of 'tcn' must be >= 1"):
+        run_sweep(tiny_trials(seeds=(0,)) + bad, db, workers=2, progress=False)
+    assert not db.exists()
+    for task_opts, train, match in [({**TINY, "seq_len": -1}, {"epochs": 1}, "seq_len must be a positive integer"),
+                                    (TINY, {"epochs": 0}, "epochs must be >= 1"),
+                                    (TINY, {"epoch": 2}, "unknown training option")]:
+        with pytest.raises(seqbench.SeqbenchError, match=match):
+            run_sweep(grid_trials(["adding"], ["gru"], [0], ["3k"], task_opts, None, train), db, progress=False)
+
+
+def test_a_failing_trial_fails_alone(tmp_path):
+    """A trial that fails at run time (here: unvalidated bad options) fails alone; the rest finish."""
+    db = tmp_path / "r.db"
+    bad = grid_trials(["adding"], ["tcn"], [0], [None], TINY, {"levels": -1}, {"epochs": 1})
+    s = run_sweep(tiny_trials(seeds=(0,)) + bad, db, workers=2, progress=False, validate=False)
     assert (s.done, s.failed) == (2, 1)
     with Store(db) as store:
         failed = store.rows("failed")
@@ -139,9 +154,9 @@ def test_a_killed_trial_process_is_recorded_and_the_sweep_goes_on(tmp_path):
     th = threading.Thread(target=lambda: box.update(s=run_sweep(slow + tiny_trials(seeds=(0,)), db, workers=1,
                                                                   progress=False)))
     th.start()
-    assert _wait(lambda: _running_pids(db))
-    time.sleep(1.0)
-    os.kill(_running_pids(db)[0], signal.SIGKILL)
+    slow_pid = lambda: _column(db, "SELECT pid FROM trials WHERE status = 'running' AND model = 'lstm'")  # noqa: E731
+    assert _wait(lambda: slow_pid() and slow_pid()[0] and _alive(slow_pid()[0]))
+    os.kill(slow_pid()[0], signal.SIGKILL)
     th.join(300)
     s = box["s"]
     assert (s.done, s.failed) == (2, 1)
@@ -179,7 +194,7 @@ def test_kill_9_the_sweep_then_resume(tmp_path):
 
 
 def test_ray_executor_on_a_local_instance(tmp_path):
-    import ray  # the ray extra: installed by the Makefile
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (make installs it)")
     db = tmp_path / "r.db"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -210,7 +225,7 @@ def report_dir(tmp_path_factory):
     db = tmp / "r.db"
     trials = tiny_trials() + [t for T in (10, 30) for t in grid_trials(
         ["copy_memory"], ["tcn", "gru"], [0], ["3k"], {"T": T, "n_train": 64, "n_valid": 32, "n_test": 32}, None,
-        {"epochs": 1})]
+        {"epochs": 1})] + grid_trials(["adding"], ["tcn", "gru"], [0], ["6k"], TINY, None, {"epochs": 1})
     run_sweep(trials, db, workers=2, progress=False)
     write_report(db, tmp / "out")
     return db, tmp / "out"
@@ -219,18 +234,73 @@ def report_dir(tmp_path_factory):
 def test_report_table_respects_direction(report_dir):
     db, out = report_dir
     md = (out / "report.md").read_text()
-    row = next(line for line in md.splitlines() if line.startswith("| adding"))
+    row = next(line for line in md.splitlines() if line.startswith("| adding") and "| 3K |" in line)
     with Store(db) as store:
-        rows = [r for r in store.rows("done") if r["task"] == "adding"]
+        rows = [r for r in store.rows("done") if r["task"] == "adding" and r["budget"] == 3000]
     means = {m: np.mean([r["test_metric"] for r in rows if r["model"] == m]) for m in ("gru", "tcn")}
     best = min(means, key=means.get)  # mse: lower is better
-    cells = row.split("|")[3:5]  # gru, tcn columns (sorted)
+    cells = row.split("|")[4:6]  # gru, tcn columns (sorted)
     assert ("**" in cells[0]) == (best == "gru") and ("**" in cells[1]) == (best == "tcn")
     assert "paper" in md and "5.80e-05" in md  # the paper's TCN number in the reference column
+    assert "| 0.1767 |" in row  # the trivial baseline, from the store
     for png in ("learning_curves.png", "metric_vs_params.png", "effective_memory.png"):
         assert (out / png).stat().st_size > 5000
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "src=\"http" not in html
+
+
+def test_report_keeps_budgets_apart(report_dir):
+    """Two budgets of one task are two rows, each a mean over seeds of one model size."""
+    db, out = report_dir
+    md = (out / "report.md").read_text()
+    rows = {b: next(line for line in md.splitlines() if line.startswith("| adding") and f"| {b} |" in line)
+            for b in ("3K", "6K")}
+    with Store(db) as store:
+        done = store.rows("done")
+    for budget, line in rows.items():
+        tcn = [r for r in done if r["task"] == "adding" and r["model"] == "tcn" and r["budget"] == int(budget[0]) * 1000]
+        cell = line.split("|")[5]
+        n = len(tcn)
+        assert f"(n={n})" in cell, (budget, cell)
+        if n == 1:  # one seed: its value and n, no spread
+            assert "±" not in cell and fmt(tcn[0]["test_metric"]) in cell
+        else:
+            assert f"{fmt(np.mean([r['test_metric'] for r in tcn]))} ±" in cell
+
+
+def test_report_panels_use_each_tasks_metric(report_dir):
+    from seqbench.bench.report import learning_curve_panels, summarize
+    db, _ = report_dir
+    with Store(db) as store:
+        panels = learning_curve_panels(summarize(store.rows("done")))
+    labels = {p["title"]: p["ylabel"] for p in panels}
+    assert labels["adding (seq_len=20), 3K"] == "valid mse"
+    assert labels["copy_memory (T=10), 3K"] == "valid loss"
+    assert all(set(p["lines"]) == {"gru", "tcn"} for p in panels)
+
+
+def test_report_rows_are_per_dataset_and_reruns_see_new_data(tmp_path):
+    """Two custom files are two rows; new data under the same file name is a new trial."""
+    rng = np.random.default_rng(0)
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / name / "data.csv"
+        path.parent.mkdir()
+        path.write_text("series,step,f,label\n" + "".join(f"{s},{t},{rng.normal():.3f},{s % 2}\n"
+                                                         for s in range(20) for t in range(5)))
+        files.append(path)
+    db = tmp_path / "r.db"
+    trials = [t for p in files for t in grid_trials(["custom"], ["gru"], [0], ["1k"], {"path": str(p)}, None,
+                                                       {"epochs": 1})]
+    assert len({t["key"] for t in trials}) == 2 and all(t["data"]["file"] == "data.csv" for t in trials)
+    run_sweep(trials, db, workers=1, progress=False)
+    write_report(db, tmp_path / "rep")
+    custom_rows = [ln for ln in (tmp_path / "rep" / "report.md").read_text().splitlines() if ln.startswith("| custom") and "accuracy (max)" in ln]
+    assert len(custom_rows) == 2 and all("(n=1)" in ln for ln in custom_rows)
+    files[0].write_text(files[0].read_text() + "99,0,0.5,1\n")  # new data, same name
+    again = grid_trials(["custom"], ["gru"], [0], ["1k"], {"path": str(files[0])}, None, {"epochs": 1})
+    s = run_sweep(again, db, workers=1, progress=False)
+    assert (s.skipped, s.done) == (0, 1)
 
 
 def test_report_in_a_real_browser(report_dir, tmp_path):

@@ -8,25 +8,8 @@ import warnings
 from typing import Any, Sequence
 
 from seqbench.errors import SeqbenchError
-
-
-def format_table(rows: list[dict[str, Any]], columns: Sequence[str], align_right: Sequence[str] = ()) -> str:
-    """Plain-text table; numbers should already be formatted as strings."""
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
-
-    def line(values: dict[str, Any]) -> str:
-        cells = [str(values.get(c, "")).rjust(widths[c]) if c in align_right else
-                 str(values.get(c, "")).ljust(widths[c]) for c in columns]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join([line({c: c for c in columns}), "  ".join("-" * widths[c] for c in columns)] +
-                     [line(r) for r in rows])
-
-
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4g}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.2e}"
+from seqbench.tables import fmt, format_table
+from seqbench.utils import check_seed
 
 
 def parse_options(items: Sequence[str] | None, what: str) -> dict[str, Any]:
@@ -77,7 +60,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         ["receptive field", "causal", "streams", "description"]
     print(format_table(rows, cols, align_right=["params", "vs budget", "receptive field"]))
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        print(f"seqbench: warning: {w.message}", file=sys.stderr)
     return 0
 
 
@@ -115,19 +98,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     import seqbench
     from seqbench.utils import seed_everything
     set_threads(args.threads)
+    check_seed(args.seed, "--seed")
+    if args.resume and args.out is None:
+        raise SeqbenchError("--resume needs the --out of the run to continue")
+    if args.resume and args.overwrite:
+        raise SeqbenchError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     cfg = _train_config(args, task)
     cfg.validate()
-    if args.out:  # fail before any work if the directory is taken
+    if args.out is not None:  # fail before any work if the directory is taken
         from seqbench.train.trainer import prepare_out_dir
-        prepare_out_dir(args.out, args.overwrite)
+        prepare_out_dir(args.out, args.overwrite, args.resume)
     seed_everything(args.seed)
     model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
                                     **parse_options(args.model_opt, "--model-opt"))
     rf = model.receptive_field
     print(f"{args.model} ({model.describe()}): {seqbench.count_params(model):,} params, receptive field "
           f"{'unbounded' if rf is None else f'{rf:,}'}; task {task.name}, seq_len {task.seq_len}", file=sys.stderr)
-    result = seqbench.train(model, task, cfg, out_dir=args.out, overwrite=True,
+    if args.resume:
+        print(f"resuming the run in {args.out}", file=sys.stderr)
+    result = seqbench.train(model, task, cfg, out_dir=args.out, overwrite=args.overwrite, resume=args.resume,
                             progress=False if args.no_progress else None)
     name = task.metric.name
     paper = task.paper.values.get(args.model)
@@ -153,12 +143,12 @@ def _csv(text: str | None) -> list[str]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench import file_trials, grid_trials, run_sweep, suite_trials
+    from seqbench.bench.runner import get_executor
     from seqbench.bench.sweep import trial_key
-    from seqbench.models.registry import get_model_entry
-    from seqbench.tasks.registry import get_task_class
+    get_executor(args.executor)
     models, tasks = _csv(args.models), _csv(args.tasks)
     try:
-        seeds = [int(s) for s in _csv(args.seeds)] or [0]
+        seeds = [check_seed(int(s), "--seeds") for s in _csv(args.seeds)] or [0]
     except ValueError:
         raise SeqbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     train = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}.items()
@@ -174,9 +164,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise SeqbenchError("give --tasks and --models (or --suite NAME, or --config sweep.toml)")
         trials = grid_trials(tasks, models, seeds, _csv(args.params) or [None],
                              parse_options(args.task_opt, "--task-opt"), parse_options(args.model_opt, "--model-opt"))
-    for t in trials:  # fail fast on names, before any process starts
-        get_model_entry(t["model"])
-        get_task_class(t["task"])
+    for t in trials:
         if train:  # the overrides are part of the trial, so of its key
             t["train"].update(train)
             t["key"] = trial_key(t)
@@ -184,13 +172,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SeqbenchError("the sweep is empty (no task of the suite has this --budget)")
     summary = run_sweep(trials, args.db, executor=args.executor, workers=args.workers, address=args.address,
                         progress=False if args.no_progress else None, cpus_per_trial=args.cpus_per_trial)
-    print(f"{summary.total} trials: {summary.skipped} already done, {summary.done} finished now, "
+    others = f", {summary.by_others} finished by another sweep" if summary.by_others else ""
+    print(f"{summary.total} trials: {summary.skipped} already done, {summary.done} finished now{others}, "
           f"{summary.failed} failed; results in {args.db}")
     for key, err in list(summary.errors.items())[:10]:
         print(f"  failed {key}: {err}", file=sys.stderr)
     if args.export:
         from seqbench.bench import Store
-        with Store(args.db) as store:
+        with Store(args.db, readonly=True) as store:
             print(f"exported to {store.export(args.export)}")
     return 1 if summary.failed else 0
 
@@ -235,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="model option, e.g. levels=8")
     tr.add_argument("--non-causal", action="store_true", help="build the non-causal variant")
     tr.add_argument("--out", help="run directory for checkpoints, config and history")
-    tr.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace the run in --out (the new run is built beside it and swapped in when it ends)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the killed or finished run in --out from its last epoch (same settings)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("--compile", action="store_true",
@@ -257,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, help="override every trial's epochs")
     b.add_argument("--lr", type=float, help="override every trial's learning rate")
     b.add_argument("--batch-size", type=int, help="override every trial's batch size")
-    b.add_argument("--executor", default="local", choices=["local", "ray"])
+    b.add_argument("--executor", default="local", help="where trials run: local (default) or ray")
     b.add_argument("--workers", type=int, help="local: trial processes at once (default: CPU cores)")
     b.add_argument("--cpus-per-trial", type=int, help="torch threads (local) / Ray CPUs per trial")
     b.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
@@ -279,8 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one clean line (no source path, line number or code excerpt)."""
+    print(f"seqbench: warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+          file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    saved, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         return args.func(args)
     except SeqbenchError as e:
@@ -293,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqbench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = saved
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import seqbench
-from seqbench.cli import fmt, format_table
+from seqbench.tables import fmt, format_table
 from seqbench.utils import seed_everything
 
 SEQ_LEN = 100              # adding-problem length T

@@ -19,83 +19,93 @@ from pathlib import Path
 
 from seqbench.bench.store import Store
 from seqbench.errors import SeqbenchError
-
-
-def _fmt(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4g}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.2e}"
+from seqbench.tables import fmt, fmt_count, html_table, md_table
 
 
 def _task_label(row: dict) -> str:
-    opts = json.loads(row["config"]).get("task_opts") or {}
+    cfg = json.loads(row["config"])
+    opts = cfg.get("task_opts") or {}
     shown = {k: v for k, v in opts.items() if k in ("seq_len", "T", "variant", "steps_per_quarter", "lookback")}
+    data = cfg.get("data")
+    if data:  # the user's file: its name and a content hash, so two datasets never share a row
+        shown["data"] = f"{data['file']}@{data['sha256'][:8]}"
     return row["task"] + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Done trials grouped by (task label, model): one list of rows over seeds and budgets."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+def summarize(rows: list[dict]) -> dict[tuple[str, int, str], list[dict]]:
+    """Done trials grouped by (task label, budget, model): each group holds the seeds of one
+    configuration, so a mean +- std is always over seeds, never over model sizes or datasets."""
+    groups: dict[tuple[str, int, str], list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(_task_label(r), r["model"])].append(r)
-    return groups
+        groups[(_task_label(r), r["budget"] or 0, r["model"])].append(r)  # budget 0: the model's default size
+    return dict(groups)
+
+
+def _mean_std(vals: list[float]) -> str:
+    if len(vals) == 1:
+        return f"{fmt(vals[0])} (n=1)"
+    return f"{fmt(statistics.fmean(vals))} ± {fmt(statistics.stdev(vals))} (n={len(vals)})"
 
 
 def results_table(groups: dict) -> tuple[list[str], list[list[str]]]:
-    """(header, rows as plain strings with **bold** best), markdown-ready."""
-    tasks = sorted({t for t, _ in groups})
-    models = sorted({m for _, m in groups})
-    header = ["task", "metric"] + models + ["paper (Bai et al. 2018)"]
+    """(header, rows as plain strings with **bold** best), markdown-ready: one row per task and budget."""
+    configs = sorted({(t, b) for t, b, _ in groups})
+    models = sorted({m for _, _, m in groups})
+    header = ["task", "budget", "metric"] + models + ["trivial baseline", "paper (Bai et al. 2018)"]
     out = []
-    for task in tasks:
+    for task, budget in configs:
         cells, means = {}, {}
-        any_row = next(rs for (t, _), rs in groups.items() if t == task)[0]
-        hib = bool(any_row["higher_is_better"])
+        first = next(rs for (t, b, _), rs in groups.items() if (t, b) == (task, budget))[0]
+        hib = bool(first["higher_is_better"])
         for m in models:
-            rs = groups.get((task, m))
-            if not rs:
-                continue
-            vals = [r["test_metric"] for r in rs if r["test_metric"] is not None]
+            vals = [r["test_metric"] for r in groups.get((task, budget, m), []) if r["test_metric"] is not None]
             if not vals:
                 continue
-            mean = statistics.fmean(vals)
-            std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            params = int(statistics.fmean(r["params"] for r in rs))
-            means[m] = mean
-            cells[m] = f"{_fmt(mean)} ± {_fmt(std)} ({params / 1000:.0f}K, n={len(vals)})"
+            params = int(statistics.fmean(r["params"] for r in groups[(task, budget, m)]))
+            means[m] = statistics.fmean(vals)
+            cells[m] = f"{_mean_std(vals)}, {fmt_count(params)}"
         best = (max if hib else min)(means, key=means.get) if means else None
-        paper = ", ".join(f"{m} {_fmt(r[0]['paper'])}" for m in models if (r := groups.get((task, m)))
-                          and r[0]["paper"] is not None) or "-"
-        row = [task, f"{any_row['metric']} ({'max' if hib else 'min'})"]
+        paper = ", ".join(f"{m} {fmt(rs[0]['paper'])}" for m in models if (rs := groups.get((task, budget, m)))
+                          and rs[0]["paper"] is not None) or "-"
+        trivial = fmt(first["trivial"])
+        if first.get("chance") is not None:
+            trivial += f" (chance {fmt(first['chance'])})"
+        row = [task, fmt_count(budget), f"{first['metric']} ({'max' if hib else 'min'})"]
         row += [(f"**{cells[m]}**" if m == best else cells[m]) if m in cells else "-" for m in models]
-        out.append(row + [paper])
+        out.append(row + [trivial, paper])
     return header, out
 
 
 def speed_table(groups: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["task", "model", "params", "train samples/s", "inference latency (ms, batch 1)", "peak memory (MB)"]
+    header = ["task", "budget", "model", "params", "train samples/s", "inference latency (ms, batch 1)",
+              "peak memory (MB)"]
     rows = []
-    for (task, model), rs in sorted(groups.items()):
-        rows.append([task, model, f"{int(statistics.fmean(r['params'] for r in rs)):,}",
-                     _fmt(statistics.fmean(r["samples_per_sec"] or 0 for r in rs)),
-                     _fmt(statistics.fmean(r["infer_ms"] or 0 for r in rs)),
-                     _fmt(statistics.fmean(r["peak_mem_mb"] or 0 for r in rs))])
+    for (task, budget, model), rs in sorted(groups.items()):
+        rows.append([task, fmt_count(budget), model, f"{int(statistics.fmean(r['params'] for r in rs)):,}",
+                     fmt(statistics.fmean(r["samples_per_sec"] or 0 for r in rs)),
+                     fmt(statistics.fmean(r["infer_ms"] or 0 for r in rs)),
+                     fmt(statistics.fmean(r["peak_mem_mb"] or 0 for r in rs))])
     return header, rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                     ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(c: str, tag: str) -> str:
-        text = html.escape(c)
-        if text.startswith("**") and text.endswith("**"):
-            text = f"<b>{text[2:-2]}</b>"
-        return f"<{tag}>{text}</{tag}>"
-    return ("<table><thead><tr>" + "".join(cell(h, "th") for h in header) + "</tr></thead><tbody>" +
-            "".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+def learning_curve_panels(groups: dict) -> list[dict]:
+    """One panel per task and budget: title, y-label (that task's own metric) and the mean
+    validation curve over seeds of each model."""
+    configs = sorted({(t, b) for t, b, _ in groups})
+    several_budgets = len({b for _, b in configs}) > 1
+    panels = []
+    for task, budget in configs:
+        members = {m: rs for (t, b, m), rs in sorted(groups.items()) if (t, b) == (task, budget)}
+        metric = next(iter(members.values()))[0]["metric"]
+        lines = {}
+        for model, rs in members.items():
+            curves = [[h.get(f"valid_{metric}") for h in json.loads(r["history"] or "[]")] for r in rs]
+            length = min((len(c) for c in curves), default=0)
+            if length:
+                lines[model] = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+        panels.append({"title": f"{task}, {fmt_count(budget)}" if several_budgets else task,
+                       "ylabel": f"valid {metric}", "lines": lines})
+    return panels
 
 
 def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
@@ -105,6 +115,7 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
     figs = []
 
@@ -115,43 +126,46 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
         plt.close(fig)
         figs.append((name, caption, buf.getvalue()))
 
-    tasks = sorted({t for t, _ in groups})
-    # learning curves: the valid metric per epoch, mean over seeds
-    n = len(tasks)
+    # learning curves: the valid metric per epoch, mean over seeds; one panel per task and budget
+    panels = learning_curve_panels(groups)
+    n = len(panels)
     if n:
         cols = min(3, n)
         fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols, 3.2 * math.ceil(n / cols)), squeeze=False)
-        for ax, task in zip(axes.flat, tasks):
-            for (t, model), rs in sorted(groups.items()):
-                if t != task:
-                    continue
-                metric = rs[0]["metric"]
-                curves = [[h.get(f"valid_{metric}") for h in json.loads(r["history"] or "[]")] for r in rs]
-                length = min((len(c) for c in curves), default=0)
-                if length:
-                    mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-                    ax.plot(range(1, length + 1), mean, marker="o", label=model)
-            ax.set_title(task, fontsize=9)
+        for ax, panel in zip(axes.flat, panels):
+            for model, mean in panel["lines"].items():
+                ax.plot(range(1, len(mean) + 1), mean, marker="o", label=model)
+            ax.set_title(panel["title"], fontsize=9)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(f"valid {rs[0]['metric']}")
+            ax.set_ylabel(panel["ylabel"])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=7)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
         save(fig, "learning_curves.png", "Learning curves: validation metric per epoch (mean over seeds)")
-    # metric vs parameters
-    fig, axes = plt.subplots(1, max(1, n), figsize=(4 * max(1, n), 3.2), squeeze=False)
+    # metric vs parameters: one panel per task (all its budgets), the trivial baseline as a line
+    tasks = sorted({t for t, _, _ in groups})
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.2 * max(1, len(tasks)), 3.4), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        for (t, model), rs in sorted(groups.items()):
-            if t == task:
-                ax.scatter([r["params"] for r in rs], [r["test_metric"] for r in rs], label=model, s=18)
+        rows = [(model, r) for (t, _, model), rs in sorted(groups.items()) if t == task for r in rs]
+        for model in sorted({m for m, _ in rows}):
+            pts = [(r["params"], r["test_metric"]) for m, r in rows if m == model and r["test_metric"] is not None]
+            ax.scatter([p for p, _ in pts], [v for _, v in pts], label=model, s=18)
+        first = rows[0][1]
+        if first["trivial"] is not None:
+            ax.axhline(first["trivial"], color="grey", linestyle="--", linewidth=1, label="trivial")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_count(int(round(v)))))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a narrow log axis
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("parameters")
+        ax.set_ylabel(f"test {first['metric']}")
         ax.legend(fontsize=7)
     save(fig, "metric_vs_params.png", "Test metric vs parameter count (one point per trial)")
     # effective memory: copy-memory accuracy vs T
     mem = defaultdict(lambda: defaultdict(list))
-    for (t, model), rs in groups.items():
+    for (_, _, model), rs in groups.items():
         for r in rs:
             if r["task"] == "copy_memory":
                 T = (json.loads(r["config"]).get("task_opts") or {}).get("T", 1000)
@@ -179,9 +193,11 @@ CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{
 
 def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     db = Path(db)
+    if db.is_dir():
+        raise SeqbenchError(f"{db} is a directory; give the results database file written by `seqbench bench --db`")
     if not db.is_file():
         raise SeqbenchError(f"results database {db} does not exist; run `seqbench bench ... --db {db}` first")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         rows = store.rows("done")
         counts = store.counts()
         failed = store.rows("failed")
@@ -200,22 +216,22 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
              f"Mean ± std over seeds of the test metric (best-on-valid weights); best per row in bold. "
              f"Machine: {env.get('cpu', '?')}, torch {env.get('torch', '?')}, seqbench {env.get('seqbench', '?')} "
              f"({env.get('git') or 'no git'}).")
-    fail_md = ("\n\n## Failed trials\n\n" + _md_table(["task", "model", "seed", "error"],
+    fail_md = ("\n\n## Failed trials\n\n" + md_table(["task", "model", "seed", "error"],
                [[f["task"], f["model"], str(f["seed"]), (f["error"] or "")[:200]] for f in failed])) if failed else ""
     from seqbench.utils import atomic_write, atomic_write_text
     for name, _, png in figs:
         atomic_write(out / name, lambda tmp, png=png: Path(tmp).write_bytes(png))
-    md = (f"# seqbench report\n\n{intro}\n\n## Results\n\n{_md_table(header, table)}\n\n"
+    md = (f"# seqbench report\n\n{intro}\n\n## Results\n\n{md_table(header, table)}\n\n"
           + "".join(f"## {cap}\n\n![{cap}]({name})\n\n" for name, cap, _ in figs)
-          + f"## Speed\n\n{_md_table(sh, srows)}{fail_md}\n")
+          + f"## Speed\n\n{md_table(sh, srows)}{fail_md}\n")
     atomic_write_text(out / "report.md", md)
     body = (f"<h1>seqbench report</h1><p>{html.escape(intro).replace('`', '')}</p><h2>Results</h2>"
-            f"{_html_table(header, table)}"
+            f"{html_table(header, table)}"
             + "".join(f"<figure><img alt=\"{html.escape(cap)}\" src=\"data:image/png;base64,"
                       f"{base64.b64encode(png).decode()}\"><figcaption>{html.escape(cap)}</figcaption></figure>"
                       for _, cap, png in figs)
-            + f"<h2>Speed</h2>{_html_table(sh, srows)}"
-            + (f"<h2>Failed trials</h2>{_html_table(['task', 'model', 'seed', 'error'], [[f['task'], f['model'], str(f['seed']), (f['error'] or '')[:200]] for f in failed])}" if failed else ""))
+            + f"<h2>Speed</h2>{html_table(sh, srows)}"
+            + (f"<h2>Failed trials</h2>{html_table(['task', 'model', 'seed', 'error'], [[f['task'], f['model'], str(f['seed']), (f['error'] or '')[:200]] for f in failed])}" if failed else ""))
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>seqbench report</title>"
             f"<style>{CSS}</style></head><body>{body}</body></html>")
     atomic_write_text(out / "report.html", page)

@@ -1,12 +1,20 @@
 """Run a sweep's trials, each in its own process, and record them in the store.
 
+The driver (``run_sweep``) claims trials in the store one at a time (so several sweeps on one
+database share the work and never train a trial twice), hands them to an executor, renews its
+lease while they run, and records each result. Trials another live sweep holds are waited for,
+not rerun. Each trial trains in its own run directory beside the database (``<db>.runs/<key>``):
+a trial interrupted by a kill resumes from its last finished epoch when the sweep is rerun.
+
+Executors (one class each, registered by name; ``register_executor`` adds one):
+
 ``local`` (default): up to ``workers`` trial processes at once (default: one per core), forked
 from a server that has torch imported (a trial starts in ~0.1 s), each with ``cores // workers``
 torch threads so workers never oversubscribe the CPU. A trial process that crashes or is killed
 (e.g. out of memory) fails that trial only; the failure, its exit code and its last line of
 output are recorded. Trial processes die with the sweep (``PR_SET_PDEATHSIG`` on Linux; the fork
-server exits with the sweep), so a killed sweep leaves no orphans; its unfinished trials are
-rerun by the next run of the same command.
+server exits with the sweep), so a killed sweep leaves no orphans. The fork server starts with a
+safe import path: a ``concurrent.py`` (or any module) in the working directory is never imported.
 
 ``ray``: trials as Ray tasks (``num_cpus`` each; one fresh worker process per trial), for when one
 machine is not enough; ``address`` joins an existing cluster. Results come back to this driver,
@@ -21,11 +29,16 @@ import signal
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from seqbench.bench.store import Store
+from seqbench.bench.store import Store, new_owner
 from seqbench.errors import SeqbenchError
+from seqbench.utils import suggest
+
+RENEW_S = 10.0  # lease renewal period (the lease is LEASE_S; see store.py)
 
 
 @dataclass
@@ -34,10 +47,67 @@ class SweepSummary:
     skipped: int = 0  # already done before this run
     done: int = 0
     failed: int = 0
+    by_others: int = 0  # finished meanwhile by another sweep on the same database
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _die_with_parent() -> None:  # runs in the child before exec
+def run_dir_for(db: str | Path, key: str) -> Path:
+    """Where a trial trains (checkpoints for resume; afterwards an ordinary run directory)."""
+    return Path(f"{Path(db).resolve()}.runs") / key
+
+
+# -- executors ----------------------------------------------------------------------------------
+class Executor:
+    """Runs trials somewhere. ``submit`` starts one; ``poll`` returns those that ended as
+    (handle, result or None, error or None); ``close`` stops what is still running."""
+
+    name = ""
+
+    def __init__(self, *, workers: int | None = None, cpus_per_trial: int | None = None,
+                 address: str | None = None) -> None:
+        self.workers, self.cpus_per_trial, self.address = workers, cpus_per_trial, address
+
+    def has_slot(self, running: int) -> bool:
+        return True
+
+    def submit(self, trial: dict, run_dir: Path) -> Any:
+        raise NotImplementedError
+
+    def pid(self, handle: Any) -> int | None:
+        return None
+
+    def poll(self) -> list[tuple[Any, dict | None, str | None]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+EXECUTORS: dict[str, type[Executor]] = {}
+
+
+def register_executor(name: str):
+    def wrap(cls: type[Executor]) -> type[Executor]:
+        if name in EXECUTORS:
+            raise ValueError(f"executor {name!r} is already registered")
+        cls.name = name
+        EXECUTORS[name] = cls
+        return cls
+    return wrap
+
+
+def list_executors() -> list[str]:
+    return sorted(EXECUTORS)
+
+
+def get_executor(name: str) -> type[Executor]:
+    if name not in EXECUTORS:
+        raise SeqbenchError(f"unknown executor {name!r}{suggest(str(name), list(EXECUTORS))}; "
+                            f"use one of: {', '.join(list_executors())}")
+    return EXECUTORS[name]
+
+
+def _die_with_parent() -> None:
     try:
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -45,72 +115,17 @@ def _die_with_parent() -> None:  # runs in the child before exec
         pass
 
 
-class Progress:
-    """Done / running / failed / total, the current best per task, and an ETA, on one live line."""
-
-    def __init__(self, summary: SweepSummary, enabled: bool | None):
-        from tqdm.auto import tqdm
-        self.summary = summary
-        self.bar = tqdm(total=summary.total, initial=summary.skipped, unit="trial", desc="sweep", dynamic_ncols=True,
-                        disable=None if enabled is None else not enabled)
-        self.best: dict[str, tuple[float, str, bool]] = {}
-
-    def update(self, running: int, trial: dict | None = None, result: dict | None = None):
-        """Redraw; with ``trial``, one more trial ended (``result`` None if it failed)."""
-        if trial is not None:
-            self.bar.update(1)
-            if result and result.get("test_metric") is not None:
-                v, hib = result["test_metric"], bool(result["higher_is_better"])
-                cur = self.best.get(trial["task"])
-                if cur is None or (v > cur[0] if hib else v < cur[0]):
-                    self.best[trial["task"]] = (v, trial["model"], hib)
-        best = " ".join(f"{t}:{m}={v:.4g}" for t, (v, m, _) in sorted(self.best.items()))
-        self.bar.set_postfix_str(f"running {running}, failed {self.summary.failed}" + (f" | best {best}" if best else ""))
-
-    def close(self):
-        self.bar.close()
-
-
-def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", workers: int | None = None,
-              address: str | None = None, progress: bool | None = None, cpus_per_trial: int | None = None) -> SweepSummary:
-    """Run every trial not yet done in ``db``; failed and interrupted trials are rerun."""
-    if executor not in ("local", "ray"):
-        raise SeqbenchError(f"unknown executor {executor!r}; use local or ray")
-    with Store(db) as store:
-        store.add(trials)
-        todo = [t for t in trials if store.status(t["key"]) != "done"]
-        summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
-        bar = Progress(summary, progress)
-        try:
-            if executor == "local":
-                _run_local(todo, store, summary, bar, workers, cpus_per_trial)
-            else:
-                _run_ray(todo, store, summary, bar, address, cpus_per_trial)
-        finally:
-            bar.close()
-    return summary
-
-
-def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, result: dict | None, error: str | None,
-            running: int) -> None:
-    if error is None:
-        store.finish(trial["key"], result)
-        summary.done += 1
-    else:
-        store.fail(trial["key"], error)
-        summary.failed += 1
-        summary.errors[trial["key"]] = error
-    bar.update(running, trial, result)
-
-
-def _trial_process(trial_path: str, result_path: str, threads: int) -> None:
+def _trial_process(trial_path: str, result_path: str, threads: int, run_dir: str, safe_path: bool) -> None:
     """Entry point of a trial process, forked from a server that has torch imported already."""
     _die_with_parent()  # the fork server: it exits when this sweep does
+    if safe_path:  # nothing the trial imports later comes from the user's working directory
+        cwd = os.getcwd()
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
     out = os.open(result_path + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, 1)  # keep the trial's prints and warnings off the sweep's progress line
     os.dup2(out, 2)
     from seqbench.bench.worker import main
-    sys.exit(main([trial_path, result_path, str(threads)]))
+    sys.exit(main([trial_path, result_path, str(threads), run_dir]))
 
 
 _CONTEXT = None
@@ -130,12 +145,39 @@ def _context():
     return _CONTEXT
 
 
+def _ensure_server() -> None:
+    """Start the fork server without the working directory on its import path: it runs
+    ``python -c``, which puts the current directory first, and a ``concurrent.py`` there would
+    shadow the standard library while it imports torch. Safe-path mode (Python 3.11+) and a neutral
+    working directory while it starts; trial processes still run in the sweep's directory."""
+    ctx = _context()
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+    with _safe_start():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _safe_start():
+    saved_env, saved_cwd = os.environ.get("PYTHONSAFEPATH"), os.getcwd()
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.chdir(os.path.abspath(os.sep))  # the server keeps this directory: it must outlive the sweep
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        if saved_env is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = saved_env
+
+
 def _uses_main(trials: list[dict]) -> bool:
     """Whether a trial names a model or task registered by the running script (``__main__``)."""
-    from seqbench.models.registry import _MODELS
-    from seqbench.tasks.registry import _TASKS
-    classes = [_MODELS[t["model"]].cls for t in trials if t["model"] in _MODELS]
-    classes += [_TASKS[t["task"].split(":", 1)[0]] for t in trials if t["task"].split(":", 1)[0] in _TASKS]
+    from seqbench.models.registry import get_model_entry
+    from seqbench.tasks.registry import get_task_class
+    classes = [get_model_entry(t["model"]).cls for t in trials] + [get_task_class(t["task"]) for t in trials]
     return any(c.__module__ == "__main__" for c in classes)
 
 
@@ -163,35 +205,50 @@ def _main_hidden(hide: bool):
             del main.__spec__
 
 
-def _run_local(todo, store, summary, bar, workers, cpus_per_trial) -> None:
-    cores = os.cpu_count() or 1
-    workers = max(1, workers or cores)
-    threads = cpus_per_trial or max(1, cores // workers)
-    pending = list(todo)
-    running: dict = {}
-    ctx = _context()
-    hide_main = not _uses_main(todo)
-    with tempfile.TemporaryDirectory(prefix="seqbench-sweep-") as tmp:
-        try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    trial = pending.pop(0)
-                    tpath, rpath = Path(tmp) / f"{trial['key']}.json", Path(tmp) / f"{trial['key']}.result.json"
-                    tpath.write_text(json.dumps(trial))
-                    proc = ctx.Process(target=_trial_process, args=(str(tpath), str(rpath), threads), daemon=False)
-                    with _main_hidden(hide_main):
-                        proc.start()
-                    store.start(trial["key"], proc.pid)
-                    running[proc] = (trial, rpath)
-                    bar.update(len(running))
-                time.sleep(0.02)
-                for proc in [p for p in running if p.exitcode is not None]:
-                    trial, rpath = running.pop(proc)
-                    result, error = _collect(rpath, proc.exitcode)
-                    _record(store, summary, bar, trial, result, error, len(running))
-        finally:
-            for proc in running:  # interrupted (Ctrl-C): stop the trials; the store still says running
-                proc.kill()
+@register_executor("local")
+class LocalExecutor(Executor):
+    """Trial processes on this machine, ``workers`` at once."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        cores = os.cpu_count() or 1
+        self.workers = max(1, self.workers or cores)
+        self.threads = self.cpus_per_trial or max(1, cores // self.workers)
+        self.tmp = tempfile.TemporaryDirectory(prefix="seqbench-sweep-")
+        self.running: dict[Any, Path] = {}
+        self.hide_main: bool | None = None
+
+    def has_slot(self, running: int) -> bool:
+        return running < self.workers
+
+    def submit(self, trial: dict, run_dir: Path) -> Any:
+        if self.hide_main is None:
+            self.hide_main = not _uses_main([trial])
+        tpath, rpath = Path(self.tmp.name) / f"{trial['key']}.json", Path(self.tmp.name) / f"{trial['key']}.result.json"
+        tpath.write_text(json.dumps(trial))
+        proc = _context().Process(target=_trial_process, daemon=False,
+                                  args=(str(tpath), str(rpath), self.threads, str(run_dir), self.hide_main))
+        _ensure_server()
+        with _main_hidden(self.hide_main):
+            proc.start()
+        self.running[proc] = rpath
+        return proc
+
+    def pid(self, handle: Any) -> int | None:
+        return handle.pid
+
+    def poll(self):
+        ended = []
+        for proc in [p for p in self.running if p.exitcode is not None]:
+            result, error = _collect(self.running.pop(proc), proc.exitcode)
+            ended.append((proc, result, error))
+        return ended
+
+    def close(self) -> None:
+        for proc in self.running:  # interrupted (Ctrl-C): stop the trials
+            proc.kill()
+        self.running.clear()
+        self.tmp.cleanup()
 
 
 def _collect(rpath: Path, code: int) -> tuple[dict | None, str | None]:
@@ -214,37 +271,164 @@ def _log_tail(log: Path, chars: int = 400) -> str:
     return f"; last output: {lines[-1][-chars:]}" if lines else ""
 
 
-def _run_ray(todo, store, summary, bar, address, cpus_per_trial) -> None:
-    from seqbench.data import require
-    ray = require("ray", extra="ray", why="--executor ray")
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    threads = cpus_per_trial or 1
+@register_executor("ray")
+class RayExecutor(Executor):
+    """Each trial a Ray task with ``cpus_per_trial`` CPUs in a fresh worker process."""
 
-    @ray.remote(num_cpus=threads, max_calls=1)  # a fresh worker process per trial: no state leaks
-    def ray_trial(trial: dict, threads: int) -> dict:
-        from seqbench.bench.worker import execute_trial
-        try:
-            return execute_trial(trial, threads)
-        except Exception as e:  # noqa: BLE001 - returned to the driver, recorded as a failure
-            return {"error": f"{type(e).__name__}: {e}"}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from seqbench.data import require
+        self.ray = require("ray", extra="ray", why="--executor ray")
+        self.started_here = not self.ray.is_initialized()
+        if self.started_here:
+            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                          ignore_reinit_error=True)
+        self.threads = self.cpus_per_trial or 1
 
-    try:
-        refs = {}
-        for trial in todo:
-            store.start(trial["key"])
-            refs[ray_trial.remote(trial, threads)] = trial
-        bar.update(len(refs))
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            trial = refs.pop(ready[0])
+        @self.ray.remote(num_cpus=self.threads, max_calls=1)  # a fresh worker process per trial: no state leaks
+        def ray_trial(trial: dict, threads: int, run_dir: str) -> dict:
+            from seqbench.bench.worker import execute_trial
             try:
-                out = ray.get(ready[0])
-                result, error = (None, out["error"]) if "error" in out else (out, None)
+                return execute_trial(trial, threads, run_dir)
+            except Exception as e:  # noqa: BLE001 - returned to the driver, recorded as a failure
+                return {"error": f"{type(e).__name__}: {e}"}
+        self.remote = ray_trial
+        self.refs: dict[Any, None] = {}
+
+    def submit(self, trial: dict, run_dir: Path) -> Any:
+        ref = self.remote.remote(trial, self.threads, str(run_dir))
+        self.refs[ref] = None
+        return ref
+
+    def poll(self):
+        if not self.refs:
+            return []
+        ready, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
+        ended = []
+        for ref in ready:
+            self.refs.pop(ref)
+            try:
+                out = self.ray.get(ref)
+                ended.append((ref, None, out["error"]) if "error" in out else (ref, out, None))
             except Exception as e:  # noqa: BLE001 - e.g. the worker process crashed
-                result, error = None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-            _record(store, summary, bar, trial, result, error, len(refs))
-    finally:
-        if started_here:
-            ray.shutdown()
+                ended.append((ref, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"))
+        return ended
+
+    def close(self) -> None:
+        for ref in self.refs:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        if self.started_here:
+            self.ray.shutdown()
+
+
+# -- the driver -----------------------------------------------------------------------------------
+class Progress:
+    """Done / running / failed / total, the current best per task, and an ETA, on one live line."""
+
+    def __init__(self, summary: SweepSummary, enabled: bool | None):
+        from tqdm.auto import tqdm
+        self.summary = summary
+        self.bar = tqdm(total=summary.total, initial=summary.skipped, unit="trial", desc="sweep", dynamic_ncols=True,
+                        disable=None if enabled is None else not enabled)
+        self.best: dict[str, tuple[float, str, bool]] = {}
+
+    def update(self, running: int, trial: dict | None = None, result: dict | None = None, waiting: int = 0):
+        """Redraw; with ``trial``, one more trial ended (``result`` None if it failed)."""
+        if trial is not None:
+            self.bar.update(1)
+            if result and result.get("test_metric") is not None:
+                v, hib = result["test_metric"], bool(result["higher_is_better"])
+                cur = self.best.get(trial["task"])
+                if cur is None or (v > cur[0] if hib else v < cur[0]):
+                    self.best[trial["task"]] = (v, trial["model"], hib)
+        best = " ".join(f"{t}:{m}={v:.4g}" for t, (v, m, _) in sorted(self.best.items()))
+        held = f", {waiting} held by another sweep" if waiting else ""
+        self.bar.set_postfix_str(f"running {running}{held}, failed {self.summary.failed}" +
+                                 (f" | best {best}" if best else ""))
+
+    def close(self):
+        self.bar.close()
+
+
+def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", workers: int | None = None,
+              address: str | None = None, progress: bool | None = None, cpus_per_trial: int | None = None,
+              validate: bool = True) -> SweepSummary:
+    """Run every trial not yet done in ``db``; failed and interrupted trials are rerun (an
+    interrupted one resumes from its last finished epoch). Trials another live sweep on the same
+    database is running are waited for, not run twice. ``validate`` checks the whole sweep first."""
+    from seqbench.bench.sweep import validate_trials
+    cls = get_executor(executor)
+    if validate:
+        validate_trials(trials)
+    owner = new_owner()
+    with Store(db) as store:
+        store.add(trials)
+        todo = deque(t for t in trials if store.status(t["key"]) != "done")
+        summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
+        bar = Progress(summary, progress)
+        runner = cls(workers=workers, cpus_per_trial=cpus_per_trial, address=address) if todo else None
+        running: dict[Any, dict] = {}
+        waiting: list[dict] = []
+        last_renew = last_check = time.monotonic()
+        try:
+            while todo or running or waiting:
+                while todo and runner.has_slot(len(running)):
+                    trial = todo.popleft()
+                    if not store.claim(trial["key"], owner):
+                        if store.status(trial["key"]) == "done":
+                            summary.by_others += 1
+                            bar.update(len(running), trial)
+                        else:
+                            waiting.append(trial)  # another sweep runs it: wait for its result
+                        continue
+                    run_dir = run_dir_for(db, trial["key"])
+                    handle = runner.submit(trial, run_dir)
+                    store.set_pid(trial["key"], owner, runner.pid(handle))
+                    running[handle] = trial
+                    bar.update(len(running), waiting=len(waiting))
+                for handle, result, error in runner.poll():
+                    trial = running.pop(handle)
+                    _record(store, summary, bar, trial, result, error, len(running), owner)
+                now = time.monotonic()
+                if now - last_renew > RENEW_S:
+                    store.renew(owner)
+                    last_renew = now
+                if waiting and now - last_check > 1.0:  # done by the other sweep, or free again (it died)
+                    last_check = now
+                    still = []
+                    for trial in waiting:
+                        if store.status(trial["key"]) == "done":
+                            summary.by_others += 1
+                            bar.update(len(running), trial)
+                        elif store.held_elsewhere(trial["key"], owner):
+                            still.append(trial)
+                        else:
+                            todo.append(trial)
+                    waiting = still
+                time.sleep(0.02)
+        except BaseException:
+            if runner is not None:
+                runner.close()
+                runner = None
+            with contextlib.suppress(Exception):
+                store.release(owner)  # interrupted: this sweep's trials are free for the next run
+            raise
+        finally:
+            if runner is not None:
+                runner.close()
+            bar.close()
+    return summary
+
+
+def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, result: dict | None, error: str | None,
+            running: int, owner: str) -> None:
+    if error is None:
+        kept = store.finish(trial["key"], result, owner)
+        summary.done += kept
+    else:
+        kept = store.fail(trial["key"], error, owner)
+        summary.failed += kept
+        if kept:
+            summary.errors[trial["key"]] = error
+    bar.update(running, trial, result)

@@ -7,15 +7,17 @@ the same key and a rerun of the same sweep finds the trials already done.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from seqbench.errors import SeqbenchError
-from seqbench.utils import parse_count
+from seqbench.utils import check_seed, parse_count
 
-TRIAL_FIELDS = ("task", "task_opts", "model", "model_opts", "params", "seed", "train")
+TRIAL_FIELDS = ("task", "task_opts", "model", "model_opts", "params", "seed", "train", "data")
 BUDGETS = ("quick", "standard", "full")
 
 
@@ -24,12 +26,66 @@ def trial_key(trial: dict) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex); memoized on (path, size, mtime) so a sweep hashes a file once."""
+    st = os.stat(path)
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_identity(task_opts: dict) -> tuple[dict, dict | None]:
+    """A trial on the user's file (``path=`` option) is keyed on the file's content, not its name:
+    the path is made absolute (trial processes may run elsewhere) and {file, sha256} is recorded,
+    so new data under the same name is a new trial, and two files never share a report row."""
+    path = task_opts.get("path")
+    if not isinstance(path, str) or not path:
+        return task_opts, None
+    p = Path(os.path.expanduser(path)).resolve()
+    if not p.is_file():
+        raise SeqbenchError(f"{path}: no such file; give the path of a .csv, .parquet or .npz file")
+    return {**task_opts, "path": str(p)}, {"file": p.name, "sha256": file_digest(p)}
+
+
 def make_trial(task: str, model: str, seed: int, *, params: int | str | None = None, task_opts: dict | None = None,
                model_opts: dict | None = None, train: dict | None = None) -> dict:
-    t = {"task": task, "task_opts": dict(task_opts or {}), "model": model, "model_opts": dict(model_opts or {}),
-         "params": None if params is None else parse_count(params), "seed": int(seed), "train": dict(train or {})}
+    if not isinstance(task, str) or not isinstance(model, str):
+        raise SeqbenchError(f"task and model names are strings, got task={task!r}, model={model!r}")
+    task_opts, data = data_identity(dict(task_opts or {}))
+    t = {"task": task, "task_opts": task_opts, "model": model, "model_opts": dict(model_opts or {}),
+         "params": None if params is None else parse_count(params), "seed": check_seed(seed), "train": dict(train or {})}
+    if data is not None:
+        t["data"] = data
     t["key"] = trial_key(t)
     return t
+
+
+def validate_trials(trials: list[dict]) -> None:
+    """Check a whole sweep once, before any trial starts: model names and options, training
+    settings, and every distinct task configuration (built once each). A mistake is one error, not
+    the same failure in every trial."""
+    import seqbench
+    from seqbench.models.registry import get_model_entry
+    from seqbench.train import TrainConfig
+    seen_tasks: dict[str, Any] = {}
+    for t in trials:
+        tkey = json.dumps([t["task"], t["task_opts"]], sort_keys=True, default=str)
+        if tkey not in seen_tasks:
+            try:
+                seen_tasks[tkey] = seqbench.create_task(t["task"], **t["task_opts"])
+            except SeqbenchError as e:
+                raise SeqbenchError(f"task {t['task']!r}: {e}") from None
+        task = seen_tasks[tkey]
+        entry = get_model_entry(t["model"])
+        entry.check_options(t["model_opts"])
+        TrainConfig.for_task(task, **{**t["train"], "seed": t["seed"]}).validate()
 
 
 # The TCN paper's tasks with its per-task configurations (REFERENCE.md): parameter budget, the TCN's
@@ -132,14 +188,21 @@ def file_trials(path: str | Path) -> list[dict]:
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise SeqbenchError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    seeds = [int(s) for s in spec.get("seeds", [0])]
-    models = list(spec.get("models", []))
+    for key in ("tasks", "models", "seeds", "params"):
+        if key in spec and not isinstance(spec[key], list):
+            raise SeqbenchError(f"sweep file {path}: {key} must be a list, e.g. {key} = [...], got {spec[key]!r}")
+    for key in ("task_opts", "model_opts", "train"):
+        if key in spec and not isinstance(spec[key], dict):
+            raise SeqbenchError(f"sweep file {path}: {key} must be a table of KEY = VALUE, got {spec[key]!r}")
+    seeds = spec.get("seeds", [0])
+    for s in seeds:
+        check_seed(s, what=f"sweep file {path}: each of seeds")
+    models = spec.get("models", [])
     if not models:
         raise SeqbenchError(f"sweep file {path} lists no models")
     if "suite" in spec:
         return suite_trials(spec["suite"], spec.get("budget", "quick"), models, seeds, spec.get("tasks"))
     if not spec.get("tasks"):
         raise SeqbenchError(f"sweep file {path} lists no tasks")
-    params = spec.get("params", [None])
-    return grid_trials(list(spec["tasks"]), models, seeds, params if isinstance(params, list) else [params],
-                       spec.get("task_opts"), spec.get("model_opts"), spec.get("train"))
+    return grid_trials(spec["tasks"], models, seeds, spec.get("params", [None]), spec.get("task_opts"),
+                       spec.get("model_opts"), spec.get("train"))

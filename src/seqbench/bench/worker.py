@@ -1,5 +1,8 @@
-"""One trial in its own process: the runner forks it and calls ``main([TRIAL.json, RESULT.json, THREADS])``
-(also runnable as ``python -m seqbench.bench.worker TRIAL.json RESULT.json THREADS``).
+"""One trial in its own process: the runner forks it and calls ``main([TRIAL.json, RESULT.json, THREADS, RUN_DIR])``
+(also runnable as ``python -m seqbench.bench.worker TRIAL.json RESULT.json THREADS [RUN_DIR]``).
+
+With a run directory the trial checkpoints every epoch there and, if a killed attempt left a
+``last.pt``, resumes from it; a finished trial's directory is an ordinary run (``load_model``).
 
 The result (metrics, history, sizes, timings, peak memory, environment) or the error is written
 to RESULT.json atomically; the driver alone writes to the results store.
@@ -62,18 +65,34 @@ def inference_latency_ms(task, model) -> float:
     return sorted(times)[len(times) // 2] * 1e3
 
 
-def execute_trial(trial: dict, threads: int = 1) -> dict:
+def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> dict:
     """Build, train and evaluate one trial; returns the store's result columns."""
+    import shutil
+
     import seqbench
+    from seqbench.bench.sweep import file_digest
+    from seqbench.errors import SeqbenchError
     from seqbench.train import TrainConfig
     from seqbench.utils import seed_everything
 
     torch.set_num_threads(max(1, threads))
+    data = trial.get("data")
+    if data and file_digest(trial["task_opts"]["path"]) != data["sha256"]:
+        raise SeqbenchError(f"{trial['task_opts']['path']} changed since the sweep started (sha256 differs); "
+                            "rerun the sweep to train on the new data")
     seed_everything(trial["seed"])
     task = seqbench.create_task(trial["task"], **trial["task_opts"])
     model = seqbench.model_for_task(trial["model"], task, params=trial["params"], **trial["model_opts"])
     cfg = TrainConfig.for_task(task, **{**trial["train"], "seed": trial["seed"]})
-    r = seqbench.train(model, task, cfg, progress=False)
+    resume = False
+    if run_dir is not None:
+        run = Path(run_dir)
+        resume = (run / "last.pt").is_file() and (run / "best.pt").is_file()
+        if run.exists() and not resume:  # an attempt that died before its first epoch ended
+            shutil.rmtree(run)
+    r = seqbench.train(model, task, cfg, out_dir=run_dir, resume=resume, progress=False)
+    if run_dir is not None:
+        (Path(run_dir) / "last.pt").unlink(missing_ok=True)  # finished: the training state is not needed
     metric = task.metric.name
     return {"metric": metric, "higher_is_better": int(task.metric.higher_is_better),
             "test_metric": r.test[metric], "best_valid": r.best_valid[metric], "test": r.test,
@@ -81,15 +100,18 @@ def execute_trial(trial: dict, threads: int = 1) -> dict:
             "train_time": r.train_time, "samples_per_sec": r.samples_per_sec,
             "infer_ms": inference_latency_ms(task, model), "peak_mem_mb": peak_memory_mb(),
             "paper": task.paper.values.get(trial["model"]), "trivial": task.trivial_baseline,
-            "env": environment(threads)}
+            "chance": task.chance_level,
+            "env": environment(threads) | {"resumed": resume}}
 
 
 def main(argv: list[str] | None = None) -> int:
     from seqbench.utils import atomic_write_json
-    trial_path, result_path, threads = (argv or sys.argv[1:])[:3]
+    args = argv or sys.argv[1:]
+    trial_path, result_path, threads = args[:3]
+    run_dir = args[3] if len(args) > 3 else None
     trial = json.loads(Path(trial_path).read_text())
     try:
-        result = execute_trial(trial, int(threads))
+        result = execute_trial(trial, int(threads), run_dir)
     except Exception as e:  # noqa: BLE001 - recorded in the store as the trial's failure
         atomic_write_json(result_path, {"error": f"{type(e).__name__}: {e}",
                                         "traceback": traceback.format_exc(limit=8)})

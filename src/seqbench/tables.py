@@ -1,0 +1,54 @@
+"""Number and table formatting shared by the CLI, the demo and the report: plain text, Markdown, HTML."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Sequence
+
+
+def fmt(v: float | None) -> str:
+    """A metric value in 4 significant digits (scientific outside [1e-3, 1e5)); '-' for missing."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.2e}"
+
+
+def fmt_count(n: int | None) -> str:
+    """A parameter count as 3K / 1.2M."""
+    if not n:
+        return "default"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}K" if n >= 1000 else str(n)
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str], align_right: Sequence[str] = ()) -> str:
+    """Plain-text table; numbers should already be formatted as strings."""
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+
+    def line(values: dict[str, Any]) -> str:
+        cells = [str(values.get(c, "")).rjust(widths[c]) if c in align_right else
+                 str(values.get(c, "")).ljust(widths[c]) for c in columns]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line({c: c for c in columns}), "  ".join("-" * widths[c] for c in columns)] +
+                     [line(r) for r in rows])
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """Markdown table; a cell written as **x** is bold."""
+    def esc(c: str) -> str:
+        return str(c).replace("|", "\\|")
+    return "\n".join(["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(map(esc, r)) + " |" for r in rows])
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """HTML table (escaped); a cell written as **x** is bold."""
+    def cell(c: str, tag: str) -> str:
+        text = html.escape(str(c))
+        if text.startswith("**") and text.endswith("**"):
+            text = f"<b>{text[2:-2]}</b>"
+        return f"<{tag}>{text}</{tag}>"
+    return ("<table><thead><tr>" + "".join(cell(h, "th") for h in header) + "</tr></thead><tbody>" +
+            "".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows) + "</tbody></table>")
