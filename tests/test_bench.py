@@ -90,7 +90,7 @@ def test_a_bad_sweep_is_refused_before_any_trial_runs(tmp_path):
     with pytest.raises(seqbench.SeqbenchError, match="levels of 'tcn' must be >= 1"):
         run_sweep(tiny_trials(seeds=(0,)) + bad, db, workers=2, progress=False)
     assert not db.exists()
-    for task_opts, train, match in [({**TINY, "seq_len": -1}, {"epochs": 1}, "seq_len must be a positive integer"),
+    for task_opts, train, match in [({**TINY, "seq_len": -1}, {"epochs": 1}, "seq_len of .adding. must be >= 1"),
                                     (TINY, {"epochs": 0}, "epochs must be >= 1"),
                                     (TINY, {"epoch": 2}, "unknown training option")]:
         with pytest.raises(seqbench.SeqbenchError, match=match):
@@ -178,7 +178,7 @@ def test_kill_9_the_sweep_then_resume(tmp_path):
         proc.wait(30)
     finally:
         proc.kill()
-    assert _wait(lambda: not any(_alive(p) for p in trial_pids), timeout=20), "trial processes outlived the sweep"
+    assert _wait(lambda: not any(_alive(p) for p in trial_pids), timeout=5), "trial processes outlived the sweep"
     with Store(db) as store:
         before = {r["key"]: r["finished"] for r in store.rows("done")}
         interrupted = len(store.rows("running"))

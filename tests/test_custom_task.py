@@ -16,20 +16,22 @@ def write_csv(path, rows, header="series,step,f1,f2,label"):
     return path
 
 
-def classification_rows(n=20, length=6):
+def classification_rows(n=20, length=6, signal=0.0):
+    """Label s % 2; with ``signal`` the first feature is shifted by +-signal per class (learnable)."""
     rng = np.random.default_rng(0)
-    return [(s, t, round(float(rng.normal()), 3), round(float(rng.normal()), 3), s % 2)
+    return [(s, t, round(float(rng.normal() + signal * (2 * (s % 2) - 1)), 3), round(float(rng.normal()), 3), s % 2)
             for s in range(n) for t in range(length)]
 
 
 def test_csv_classification_loads_and_trains(tmp_path):
-    path = write_csv(tmp_path / "d.csv", classification_rows())
+    path = write_csv(tmp_path / "d.csv", classification_rows(n=80, signal=1.5))
     t = seqbench.create_task("custom", path=str(path))
     assert t.kind == "classification" and t.d_in == 2 and t.d_out == 2 and t.seq_len == 6
-    assert sum(t.sizes.values()) == 20
+    assert sum(t.sizes.values()) == 80
+    torch.manual_seed(0)
     m = seqbench.create_model("gru", 2, 2, params="2k")
-    r = seqbench.train(m, t, TrainConfig(epochs=1, batch_size=4), progress=False)
-    assert 0 <= r.test["accuracy"] <= 1
+    r = seqbench.train(m, t, TrainConfig(epochs=15, batch_size=8, lr=1e-2), progress=False)
+    assert r.test["accuracy"] >= 0.9 > t.trivial_baseline, (r.test, t.trivial_baseline)
 
 
 def test_csv_rows_are_ordered_by_step_and_ragged_lengths_pad(tmp_path):
@@ -119,9 +121,13 @@ def test_random_bytes_give_a_clear_error(tmp_path, data, suffix):
     path = tmp_path / f"f{suffix}"
     path.write_bytes(data)
     try:
-        seqbench.create_task("custom", path=str(path))
+        task = seqbench.create_task("custom", path=str(path))
     except seqbench.SeqbenchError as e:
-        assert "\n" not in str(e)
+        assert "\n" not in str(e) and str(path) in str(e)  # one line that names the file
+        return
+    assert suffix == ".csv", "random bytes loaded as an NPZ/Parquet file"  # only text can happen to parse
+    x, _ = next(task.batches("train", 4))
+    assert torch.isfinite(x).all()
 
 
 cell = st.one_of(st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True), st.text(string.printable, max_size=4),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import seqbench
-from seqbench.tasks.registry import get_task_class
+from seqbench.tasks.registry import get_task_entry
 from seqbench.train import TrainConfig
 
 # Small options per task family (data sizes only; the code path is the task's own).
@@ -49,11 +49,11 @@ def _custom_files(tmp: "Path") -> dict[str, str]:
 def _task_cases():
     cases = []
     for family in seqbench.list_tasks():
-        cls = get_task_class(family)
+        entry = get_task_entry(family)
         if family == "custom":
             cases += [("custom", kind) for kind in ("classification", "ragged", "regression", "per_step", "forecast")]
             continue
-        cases += [(family if not v else f"{family}:{v}", None) for v in cls.listed_variants]
+        cases += [(family if not v else f"{family}:{v}", None) for v in entry.listed_variants]
     return cases
 
 

@@ -87,7 +87,7 @@ def test_task_errors():
         seqbench.create_task("addng")
     with pytest.raises(seqbench.SeqbenchError, match="unknown option.*seqlen.*valid options"):
         seqbench.create_task("adding", seqlen=3)
-    with pytest.raises(seqbench.SeqbenchError, match="seq_len must be a positive integer"):
+    with pytest.raises(seqbench.SeqbenchError, match="seq_len of 'adding' must be >= 1"):
         seqbench.create_task("adding", seq_len=0)
     with pytest.raises(seqbench.SeqbenchError, match="unknown split"):
         next(seqbench.create_task("adding").batches("dev", 4))

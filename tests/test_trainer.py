@@ -72,8 +72,8 @@ def test_plateau_schedule_follows_metric_direction(higher_is_better):
             self.sizes, self.calls = {"train": 32, "valid": 32, "test": 32}, 0
             self.inner = tiny_adding(n_train=32)
 
-        def _batch(self, split, start, size):
-            return self.inner._batch(split, start, size)
+        def _gather(self, split, idx):
+            return self.inner._gather(split, idx)
 
         def loss(self, out, target):
             return self.inner.loss(out, target)
@@ -172,3 +172,117 @@ def test_compile_falls_back_to_eager_with_a_warning(monkeypatch, when):
         fallback = seqbench.train(tiny_model(task), task, TrainConfig(epochs=2, batch_size=32, lr=1e-2, seed=3,
                                                                       compile=True), progress=False)
     assert [r["train_loss"] for r in fallback.history] == [r["train_loss"] for r in eager.history]
+
+
+def test_for_task_rejects_unknown_keys_and_bad_types():
+    task = tiny_adding()
+    with pytest.raises(seqbench.SeqbenchError, match="unknown training option.*lrr"):
+        TrainConfig.for_task(task, lrr=0.1)
+    task.recommended = {**task.recommended, "embed_dim": 8}  # a task may not smuggle in non-training keys
+    with pytest.raises(seqbench.SeqbenchError, match="unknown training option.*embed_dim"):
+        TrainConfig.for_task(task)
+    with pytest.raises(seqbench.SeqbenchError, match="epochs must be an integer"):
+        TrainConfig(epochs="3").validate()
+
+
+def test_weight_decay_spares_biases_norms_and_lru_parameters():
+    from seqbench.train.trainer import param_groups
+    model = seqbench.create_model("lru", 2, 3, hidden=8, layers=1)
+    decay, rest = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    no_decay = {names[id(p)].split(".")[-1] for p in rest["params"]}
+    assert {"nu_log", "theta_log", "bias"} <= no_decay and rest["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "rmsprop", "sgd"])
+def test_decay_shrinks_matrices_only(optimizer):
+    """With a zero loss, only weight decay moves parameters: matrices shrink, vectors stay."""
+    class ZeroLoss(type(tiny_adding())):
+        def loss(self, out, target):
+            return out.sum() * 0.0
+
+    task = ZeroLoss(seq_len=12, n_train=64, n_valid=16, n_test=16)
+    model = tiny_model(task)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seqbench.train(model, task, TrainConfig(epochs=1, batch_size=32, optimizer=optimizer, lr=0.1, weight_decay=0.5),
+                   progress=False)
+    for n, p in model.named_parameters():
+        if p.dim() >= 2:
+            assert p.norm() < before[n].norm(), n
+        else:
+            assert torch.equal(p, before[n]), n
+
+
+def test_dropout_is_on_in_training_off_in_eval_and_seeded(model_name):
+    if model_name in ("gru", "lstm", "rnn"):
+        kwargs = {"layers": 2}  # torch's recurrent dropout sits between layers
+    else:
+        kwargs = {}
+    torch.manual_seed(0)
+    m = seqbench.create_model(model_name, 2, 3, hidden=8, dropout=0.5, **kwargs)
+    x = torch.randn(4, 20, 2)
+    m.train()
+    torch.manual_seed(1)
+    a = m(x)
+    torch.manual_seed(1)
+    b = m(x)
+    c = m(x)
+    assert torch.equal(a, b) and not torch.equal(a, c), "dropout must be random, and repeatable under a seed"
+    m.eval()
+    assert torch.equal(m(x), m(x))
+
+
+def test_trellisnet_auxiliary_loss_trains_every_level_output():
+    task = tiny_adding()
+    torch.manual_seed(0)
+    m = seqbench.create_model("trellisnet", 2, 1, hidden=8, levels=4, dilations=[1, 2], aux_freq=2)
+    x, y = next(task.batches("train", 8))
+    m.train()
+    out = m(x)
+    assert len(m.aux_outputs) == 1 and m.aux_outputs[0].shape == out.shape
+    r1 = seqbench.train(m, task, TrainConfig(epochs=1, batch_size=32, aux_weight=0.5, seed=1), progress=False)
+    torch.manual_seed(0)
+    m2 = seqbench.create_model("trellisnet", 2, 1, hidden=8, levels=4, dilations=[1, 2], aux_freq=2)
+    r2 = seqbench.train(m2, task, TrainConfig(epochs=1, batch_size=32, aux_weight=0.0, seed=1), progress=False)
+    assert r1.history[0]["train_loss"] > r2.history[0]["train_loss"], "the auxiliary loss is part of the objective"
+
+
+def test_token_model_round_trips_through_a_run_directory(tmp_path):
+    task = seqbench.create_task("ptb_char", seq_len=16, valid_len=8, max_tokens=400)
+    model = seqbench.create_model("tcn", task.d_in, task.d_out, embed_dim=8, hidden=8, levels=2, kernel_size=3)
+    seqbench.train(model, task, TrainConfig(epochs=1, batch_size=8, optimizer="adam", lr=1e-3), out_dir=tmp_path / "r",
+                   progress=False)
+    loaded = seqbench.load_model(tmp_path / "r", "last").eval()
+    x, _ = next(task.batches("test", 4))
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert loaded.config == model.config
+
+
+def test_a_directly_built_model_reloads(tmp_path):
+    from seqbench.models.tcn import TCN
+    task = tiny_adding()
+    model = TCN(2, 1, hidden=6, levels=2, kernel_size=3)
+    seqbench.train(model, task, TrainConfig(epochs=1), out_dir=tmp_path / "r", progress=False)
+    assert seqbench.count_params(seqbench.load_model(tmp_path / "r")) == seqbench.count_params(model)
+
+
+@pytest.mark.parametrize("model_cfg,which,match", [
+    (None, "best", "must be a mapping"),
+    ([1, 2], "best", "must be a mapping"),
+    ({"name": "tcn"}, "best", "must be a mapping with name, d_in, d_out"),
+    ({"name": "tcn", "d_in": 2, "d_out": 1, "causal": True, "hidden": 60000, "levels": 8, "kernel_size": 7,
+      "dropout": 0.0}, "best", "GiB to train"),
+    ({"name": "tcn", "d_in": 2, "d_out": 1, "causal": True, "hidden": 9, "levels": 2, "kernel_size": 3,
+      "dropout": 0.0}, "best", "does not match"),
+    ("keep", "../x/last", "which must be 'best' or 'last'"),
+])
+def test_load_model_refuses_bad_configs(tmp_path, model_cfg, which, match):
+    task = tiny_adding()
+    seqbench.train(tiny_model(task), task, TrainConfig(epochs=1), out_dir=tmp_path, progress=False)
+    if model_cfg != "keep":
+        cfg = json.loads((tmp_path / "config.json").read_text())
+        cfg["model"] = model_cfg
+        (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(seqbench.SeqbenchError, match=match):
+        seqbench.load_model(tmp_path, which)

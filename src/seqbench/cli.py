@@ -5,6 +5,7 @@ import argparse
 import ast
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 from seqbench.errors import SeqbenchError
@@ -66,8 +67,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     import seqbench
-    from seqbench.tasks.registry import get_task_class
-    names = [n if not v else f"{n}:{v}" for n in seqbench.list_tasks() for v in get_task_class(n).listed_variants]
+    from seqbench.tasks.registry import get_task_entry
+    names = [n if not v else f"{n}:{v}" for n in seqbench.list_tasks() for v in get_task_entry(n).listed_variants]
     rows = []
     for name in names:
         print(f"loading {name}...", end="\r", file=sys.stderr, flush=True)
@@ -112,6 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
                                     **parse_options(args.model_opt, "--model-opt"))
+    if args.resume:  # before any output: a different run is an error, not a resume
+        from seqbench.train.trainer import check_resumable, run_config
+        check_resumable(Path(args.out), run_config(model, task, cfg))
     rf = model.receptive_field
     print(f"{args.model} ({model.describe()}): {seqbench.count_params(model):,} params, receptive field "
           f"{'unbounded' if rf is None else f'{rf:,}'}; task {task.name}, seq_len {task.seq_len}", file=sys.stderr)

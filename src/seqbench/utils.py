@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
 import tempfile
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +47,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file gets the permissions open() would give
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -80,3 +86,35 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise SeqbenchError(f"{what} must be an integer from 0 to 2**63-1, got {seed!r}")
     return seed
+
+
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a constructor annotation (int, float, str, bool, None, unions, lists)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        inner = args[0] if args else object
+        return isinstance(value, (list, tuple)) and len(value) > 0 and all(matches_type(v, inner) for v in value)
+    return True  # a type we do not check
+
+
+def describe_type(hint: Any) -> str:
+    """An annotation in words, for error messages: 'an integer', 'a number (or None)'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(parts)) + (" (or None)" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"a non-empty list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))

@@ -115,9 +115,25 @@ def _die_with_parent() -> None:
         pass
 
 
-def _trial_process(trial_path: str, result_path: str, threads: int, run_dir: str, safe_path: bool) -> None:
+def _watch_driver(pid: int) -> None:
+    """End this trial process as soon as the sweep that started it is gone (a ``kill -9`` of the
+    sweep): its parent is the fork server, which outlives the sweep while trials hold its pipe."""
+    import threading
+
+    from seqbench.bench.store import _pid_alive
+
+    def watch() -> None:
+        while _pid_alive(pid):
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, daemon=True, name="seqbench-watch-driver").start()
+
+
+def _trial_process(trial_path: str, result_path: str, threads: int, run_dir: str, safe_path: bool,
+                   driver: int) -> None:
     """Entry point of a trial process, forked from a server that has torch imported already."""
-    _die_with_parent()  # the fork server: it exits when this sweep does
+    _die_with_parent()  # the fork server
+    _watch_driver(driver)  # and the sweep itself
     if safe_path:  # nothing the trial imports later comes from the user's working directory
         cwd = os.getcwd()
         sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
@@ -176,8 +192,8 @@ def _safe_start():
 def _uses_main(trials: list[dict]) -> bool:
     """Whether a trial names a model or task registered by the running script (``__main__``)."""
     from seqbench.models.registry import get_model_entry
-    from seqbench.tasks.registry import get_task_class
-    classes = [get_model_entry(t["model"]).cls for t in trials] + [get_task_class(t["task"]) for t in trials]
+    from seqbench.tasks.registry import get_task_entry
+    classes = [get_model_entry(t["model"]).cls for t in trials] + [get_task_entry(t["task"]).factory for t in trials]
     return any(c.__module__ == "__main__" for c in classes)
 
 
@@ -227,7 +243,8 @@ class LocalExecutor(Executor):
         tpath, rpath = Path(self.tmp.name) / f"{trial['key']}.json", Path(self.tmp.name) / f"{trial['key']}.result.json"
         tpath.write_text(json.dumps(trial))
         proc = _context().Process(target=_trial_process, daemon=False,
-                                  args=(str(tpath), str(rpath), self.threads, str(run_dir), self.hide_main))
+                                  args=(str(tpath), str(rpath), self.threads, str(run_dir), self.hide_main,
+                                        os.getpid()))
         _ensure_server()
         with _main_hidden(self.hide_main):
             proc.start()

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import math
-import types
 import typing
 from dataclasses import dataclass
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
-from seqbench.utils import parse_count, suggest
+from seqbench.utils import describe_type, matches_type, parse_count, suggest
 
 _MODELS: dict[str, "ModelEntry"] = {}
 
@@ -37,8 +35,8 @@ class ModelEntry:
         hints = typing.get_type_hints(inspect.unwrap(self.cls.__init__))
         for key, value in cfg.items():
             hint = hints.get(key)
-            if hint is not None and not _matches(value, hint):
-                raise SeqbenchError(f"model option {key} of {self.name!r} must be {_describe(hint)}, got {value!r}")
+            if hint is not None and not matches_type(value, hint):
+                raise SeqbenchError(f"model option {key} of {self.name!r} must be {describe_type(hint)}, got {value!r}")
             if "dropout" in key and not (isinstance(value, (int, float)) and 0 <= value < 1):
                 raise SeqbenchError(f"model option {key} of {self.name!r} is a probability in [0, 1), got {value!r}")
             if hint is int and key in POSITIVE and value < 1:
@@ -47,36 +45,6 @@ class ModelEntry:
 
 # integer options that count something (a width, a depth, a kernel): at least 1
 POSITIVE = {"hidden", "levels", "layers", "heads", "kernel_size", "state_dim", "mlp_ratio", "chunk", "embed_dim"}
-
-
-def _matches(value, hint) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, tuple):
-        inner = args[0] if args else object
-        return isinstance(value, (list, tuple)) and len(value) > 0 and all(_matches(v, inner) for v in value)
-    return True  # a type we do not check
-
-
-def _describe(hint) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_describe(a) for a in args if a is not type(None)]
-        return " or ".join(dict.fromkeys(parts)) + (" (or None)" if type(None) in args else "")
-    if origin in (list, tuple):
-        return f"a non-empty list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
 def register_model(name: str, *, width_arg: str = "hidden"):

@@ -7,7 +7,7 @@ targets are masked past it, so for a causal model padding never changes a predic
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,21 +42,6 @@ class ArrayTask(Task):
                 self.variable_length = True
         self.data[split] = (x, np.asarray(y), lengths)
         self.sizes[split] = len(x)
-
-    def batches(self, split: str, batch_size: int, *, shuffle_seed: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, Any]]:
-        """Batches of ``split``; with ``shuffle_seed`` the samples are shuffled (a new order per seed)."""
-        self._check_split(split)
-        if batch_size < 1:
-            raise SeqbenchError(f"batch_size must be >= 1, got {batch_size}")
-        n = self.sizes[split]
-        order = (np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None
-                 else np.arange(n))
-        for start in range(0, n, batch_size):
-            yield self._gather(split, order[start:start + batch_size])
-
-    def _batch(self, split: str, start: int, size: int):
-        return self._gather(split, np.arange(start, start + size))
 
     def _gather(self, split: str, idx: np.ndarray):
         """x (B, L', d_in) cut to the batch's longest sequence; target, or (target, lengths)."""

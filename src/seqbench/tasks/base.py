@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from seqbench.errors import SeqbenchError
@@ -71,19 +72,25 @@ class Task:
         return -(-self.num_samples(split) // batch_size)
 
     def batches(self, split: str, batch_size: int, *, shuffle_seed: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x, target) batches of ``split``; with ``shuffle_seed`` the batch order is shuffled."""
-        self._check_split(split)
-        if batch_size < 1:
-            raise SeqbenchError(f"batch_size must be >= 1, got {batch_size}")
-        n = self.num_batches(split, batch_size)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed))
-                 if shuffle_seed is not None else torch.arange(n))
-        for b in order.tolist():
-            start = b * batch_size
-            yield self._batch(split, start, min(batch_size, self.sizes[split] - start))
+                ) -> Iterator[tuple[torch.Tensor, Any]]:
+        """Yield (x, target) batches of ``split`` in order, or shuffled anew for each ``shuffle_seed``.
 
-    def _batch(self, split: str, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        The one batching loop of every task: subclasses say which samples form each batch
+        (``_batch_indices``) and how to gather them (``_gather``)."""
+        self._check_split(split)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise SeqbenchError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for idx in self._batch_indices(split, batch_size, shuffle_seed):
+            yield self._gather(split, idx)
+
+    def _batch_indices(self, split: str, batch_size: int, shuffle_seed: int | None) -> list[np.ndarray]:
+        """Sample indices per batch: all samples, permuted by ``default_rng(shuffle_seed)``, in batches."""
+        n = self.num_samples(split)
+        order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle_seed is not None else np.arange(n)
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+    def _gather(self, split: str, idx: np.ndarray) -> tuple[torch.Tensor, Any]:
+        """The batch of samples ``idx`` of ``split``: (x, target)."""
         raise NotImplementedError
 
     def model_kwargs(self) -> dict[str, Any]:

@@ -60,7 +60,10 @@ def _numeric(df, cols, path) -> np.ndarray:
     pd = require("pandas")
     out = []
     for c in cols:
-        v = pd.to_numeric(df[c], errors="coerce")
+        try:
+            v = pd.to_numeric(df[c], errors="coerce")
+        except (TypeError, ValueError):  # list- or dict-valued cells (Parquet)
+            raise _fail(path, f"column {c!r} holds lists or other non-scalar values; one number per cell") from None
         bad = v.isna() & df[c].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -78,6 +81,9 @@ def _numeric(df, cols, path) -> np.ndarray:
 def _check_finite(path, name: str, a: np.ndarray) -> np.ndarray:
     if a.dtype == object or not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
         raise _fail(path, f"array {name!r} is not numeric (dtype {a.dtype}); store numbers")
+    if np.iscomplexobj(a):
+        raise _fail(path, f"array {name!r} is complex; store real numbers (e.g. real and imaginary parts as two "
+                          "features)")
     a = a.astype(np.float64)
     if a.size == 0:
         raise _fail(path, f"array {name!r} is empty")
@@ -127,6 +133,8 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         raise _fail(path, "has no feature columns besides the id/step/label/target columns")
     if df[id_col].isna().any():
         raise _fail(path, f"column {id_col!r} has missing ids")
+    if df[id_col].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
+        raise _fail(path, f"column {id_col!r} holds lists or other non-scalar values; one id per row")
     if time_col in df.columns:
         df = df.sort_values([id_col, time_col], kind="stable")
     values = _numeric(df, feats, path)
@@ -150,6 +158,9 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
 
 
 def _load_npz(path: Path) -> dict:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise _fail(path, "is not an NPZ archive (numpy.savez writes a zip file); save it with numpy.savez")
     try:
         z = np.load(path, allow_pickle=False)
         arrays = {k: z[k] for k in z.files}
@@ -167,6 +178,8 @@ def _load_npz(path: Path) -> dict:
                               "and y (N,) or (N, L), or a single 'series' to forecast")
     x = _check_finite(path, "x", arrays["x"])
     y = _check_finite(path, "y", arrays["y"])
+    if y.ndim == 0:
+        raise _fail(path, "'y' is a single number; it must be (N,) one value per sequence or (N, L) one per step")
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3:
@@ -198,35 +211,40 @@ def _integral(y: np.ndarray) -> bool:
     return bool(np.all(np.equal(np.mod(y, 1), 0)))
 
 
-@register_task("custom")
-class CustomTask(Task):
+@register_task("custom", listed_variants=())  # needs a file: described in `seqbench tasks`' footer
+def custom_task(path: str = "", kind: str = "auto", id: str = "series", step: str = "step", label: str = "label",
+                target: str = "target", value: str | None = None, features: str | None = None,
+                lookback: int | None = None, horizon: int = 1, season: int = 1, seed: int = 0) -> Task:
     """Your own CSV/Parquet/NPZ file (classification, regression, per-step targets or forecasting)."""
-
-    name = "custom"
-    source = "user file"
-    listed_variants = ()  # needs a file: described in `seqbench tasks`' footer
-
-    def __new__(cls, path: str = "", kind: str = "auto", id: str = "series", step: str = "step",
-                label: str = "label", target: str = "target", value: str | None = None,
-                features: str | None = None, lookback: int | None = None, horizon: int = 1, season: int = 1,
-                seed: int = 0) -> Task:
-        if not path:
-            raise SeqbenchError("the custom task needs a file: create_task('custom', path='data.csv') "
-                                "or --task-opt path=data.csv")
-        if kind not in KINDS:
-            raise SeqbenchError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-        p = Path(os.path.expanduser(str(path)))
-        data = load_file(p, id_col=id, time_col=step, label_col=label, target_col=target, value_col=value,
-                         features=features.split(",") if features else None)
-        opts = {k: v for k, v in dict(path=str(path), id=id, step=step, label=label, target=target, value=value,
-                                       features=features, seed=seed).items() if v is not None}
-        if "series" in data:
-            if kind not in ("auto", "forecast"):
-                raise _fail(p, f"holds one series (to forecast), not sequences for kind={kind!r}")
-            return CustomForecast(data["series"], p, lookback, horizon, season, opts)
-        if kind == "forecast":
-            raise _fail(p, "kind=forecast needs one series: a file without an id column (CSV) or a 'series' array (NPZ)")
-        return CustomSequences(data, p, kind, seed, opts)
+    if not path:
+        raise SeqbenchError("the custom task needs a file: create_task('custom', path='data.csv') "
+                            "or --task-opt path=data.csv")
+    if kind not in KINDS:
+        raise SeqbenchError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    p = Path(os.path.expanduser(str(path)))
+    feature_list = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    if feature_list:
+        taken = sorted({id, step, label, target} & set(feature_list))
+        if taken:
+            raise SeqbenchError(f"features={features!r} names the {', '.join(map(repr, taken))} column: the id, step, "
+                                "label and target columns cannot be inputs (the label would leak into them)")
+    data = load_file(p, id_col=id, time_col=step, label_col=label, target_col=target, value_col=value,
+                     features=feature_list)
+    opts = {k: v for k, v in dict(path=str(path), id=id, step=step, label=label, target=target, value=value,
+                                   features=features, seed=seed).items() if v is not None}
+    if "series" in data:
+        if kind not in ("auto", "forecast"):
+            raise _fail(p, f"holds one series (to forecast), not sequences for kind={kind!r}")
+        return CustomForecast(data["series"], p, lookback, horizon, season, opts)
+    if kind == "forecast":
+        raise _fail(p, "kind=forecast needs one series: a file without an id column (CSV) or a 'series' array (NPZ)")
+    per_step, y = data["per_step"], data["y"]
+    if kind == "auto":
+        kind = "per_step" if per_step else ("classification" if _integral(y) else "regression")
+    if (kind == "per_step") != per_step:
+        raise _fail(p, f"kind={kind} needs {'a per-step target' if kind == 'per_step' else 'one label per sequence'}")
+    cls = CustomClassification if kind == "classification" else CustomRegression
+    return cls(data, p, kind, seed, opts)
 
 
 class CustomForecast(WindowForecast):
@@ -246,56 +264,73 @@ class CustomForecast(WindowForecast):
                 "horizon": self.horizon, "season": self.season}
 
 
-class CustomSequences(ArrayTask):
-    """Sequences with one label/value each (read at the last real step) or a target per step."""
+def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype) -> None:
+    """Pad the sequences to one length and split them 70/15/15 at random (``seed``) into ``task``."""
+    xs, y = data["x"], data["y"]
+    dims = {s.shape[1] for s in xs}
+    if len(dims) != 1:
+        raise _fail(path, f"sequences have different feature counts {sorted(dims)}")
+    if len(xs) < 3:
+        raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
+    lengths = np.array([len(s) for s in xs])
+    L = int(lengths.max())
+    x = np.zeros((len(xs), L, dims.pop()), dtype=np.float32)
+    for i, s in enumerate(xs):
+        x[i, :len(s)] = s
+    if data["per_step"]:
+        yy = np.zeros((len(xs), L), dtype=np.float32)
+        for i, s in enumerate(y):
+            yy[i, :len(s)] = s
+        y = yy
+    y = y.astype(y_dtype)
+    order = np.random.default_rng(seed).permutation(len(xs))
+    n_hold = max(1, int(round(0.15 * len(xs))))
+    parts = {"train": order[2 * n_hold:], "valid": order[n_hold:2 * n_hold], "test": order[:n_hold]}
+    for split, idx in parts.items():
+        task._set_split(split, x[idx], y[idx], lengths[idx])
+    task.d_in, task.seq_len = x.shape[2], L
+
+
+class CustomClassification(ClassificationTask):
+    """Sequences with one integer class label each, read at the last real step."""
 
     name = "custom"
+    kind = "classification"
     source = "user file"
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 20}
 
     def __init__(self, data: dict, path: Path, kind: str, seed: int, opts: dict):
         super().__init__()
-        per_step, xs, y = data["per_step"], data["x"], data["y"]
-        if kind == "auto":
-            kind = "per_step" if per_step else ("classification" if _integral(y) else "regression")
-        if (kind == "per_step") != per_step:
-            raise _fail(path, f"kind={kind} needs {'a per-step target' if kind == 'per_step' else 'one label per sequence'}")
-        self.kind, self.opts = kind, opts
-        dims = {s.shape[1] for s in xs}
-        if len(dims) != 1:
-            raise _fail(path, f"sequences have different feature counts {sorted(dims)}")
-        if kind == "classification":
-            if not _integral(y) or (y < 0).any():
-                raise _fail(path, "classification labels must be integers >= 0 (class ids)")
-            if np.unique(y).size < 2:
-                raise _fail(path, f"the label column has only one class ({int(y[0])}); classification needs "
-                                  ">= 2 (or pass kind=regression)")
-        if len(xs) < 3:
-            raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
-        lengths = np.array([len(s) for s in xs])
-        L = int(lengths.max())
-        x = np.zeros((len(xs), L, dims.pop()), dtype=np.float32)
-        for i, s in enumerate(xs):
-            x[i, :len(s)] = s
-        if per_step:
-            yy = np.zeros((len(xs), L), dtype=np.float32)
-            for i, s in enumerate(y):
-                yy[i, :len(s)] = s
-            y = yy
-        y = y.astype(np.int64 if kind == "classification" else np.float32)
-        order = np.random.default_rng(seed).permutation(len(xs))
-        n_hold = max(1, int(round(0.15 * len(xs))))
-        parts = {"train": order[2 * n_hold:], "valid": order[n_hold:2 * n_hold], "test": order[:n_hold]}
-        ragged = bool((lengths != L).any())
-        for split, idx in parts.items():
-            self._set_split(split, x[idx], y[idx], lengths[idx] if ragged else None)
-        self.d_in, self.seq_len = x.shape[2], L
-        if kind == "classification":
-            ClassificationTask._finish_classes(self)
-            self.metric, self.output_steps = ClassificationTask.metric, "last"
-            self.trivial_note = ClassificationTask.trivial_note
-            return
-        self.d_out, self.metric = 1, Metric("mse", higher_is_better=False)
+        self.opts, y = opts, data["y"]
+        if not _integral(y) or (y < 0).any():
+            raise _fail(path, "classification labels must be integers >= 0 (class ids)")
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise _fail(path, f"the label column has only one class ({_plain(y[0].astype(np.int64))}); "
+                              "classification needs >= 2 (or pass kind=regression)")
+        if y.max() >= max(10 * classes.size, 1000):
+            raise _fail(path, f"labels run up to {int(y.max()):,} for {classes.size} distinct classes; class ids are "
+                              f"0..K-1: renumber them (or pass kind=regression for numeric targets)")
+        _padded_splits(self, data, path, seed, np.int64)
+        self._finish_classes()
+
+    def config(self) -> dict:
+        return {"name": "custom", "kind": self.kind, **self.opts}
+
+
+class CustomRegression(ArrayTask):
+    """Sequences with one value each (read at the last real step) or a target per step; MSE."""
+
+    name = "custom"
+    source = "user file"
+    metric = Metric("mse", higher_is_better=False)
+    recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 20}
+
+    def __init__(self, data: dict, path: Path, kind: str, seed: int, opts: dict):
+        super().__init__()
+        self.kind, self.opts, per_step = kind, opts, data["per_step"]
+        _padded_splits(self, data, path, seed, np.float32)
+        self.d_out = 1
         self.output_steps = "all" if per_step else "last"
         train_y, test_y = self.real_targets("train"), self.real_targets("test")
         self.trivial_baseline = float(((test_y - train_y.mean()) ** 2).mean())
@@ -305,13 +340,9 @@ class CustomSequences(ArrayTask):
         return {"name": "custom", "kind": self.kind, **self.opts}
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
-        if self.kind == "classification":
-            return ClassificationTask.loss(self, out, target)
         return self._sq_err(out, target).mean()
 
     def score(self, out: torch.Tensor, target) -> dict[str, tuple[float, int]]:
-        if self.kind == "classification":
-            return ClassificationTask.score(self, out, target)
         e = self._sq_err(out, target)
         return {"mse": (float(e.sum()), e.numel())}
 
@@ -321,4 +352,4 @@ class CustomSequences(ArrayTask):
             return (last_step(out, lengths)[:, 0] - y).square()
         err = (out[..., 0] - y).square()
         mask = step_mask(lengths, y.shape[1])
-        return err if mask is None else err[mask]
+        return err.flatten() if mask is None else err[mask]

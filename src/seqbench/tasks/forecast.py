@@ -79,7 +79,7 @@ class WindowForecast(ArrayTask):
         series = np.asarray(series, dtype=np.float64)
         if series.ndim != 1 or not np.isfinite(series).all():
             raise SeqbenchError(f"task {self.name!r}: the series must be 1-D and finite")
-        for label, v in (("lookback", lookback), ("horizon", horizon)):
+        for label, v in (("lookback", lookback), ("horizon", horizon), ("season", season)):
             if not isinstance(v, int) or v < 1:
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         T = len(series)

@@ -13,7 +13,7 @@ built with ``embed_dim`` (an embedding and a tied softmax around any zoo model).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,21 +95,14 @@ class _PTB(Task):
             cfg["max_tokens"] = self.max_tokens
         return cfg
 
-    def batches(self, split: str, batch_size: int, *, shuffle_seed: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, Any]]:
-        self._check_split(split)
-        if batch_size < 1:
-            raise SeqbenchError(f"batch_size must be >= 1, got {batch_size}")
+    def _gather(self, split: str, idx: np.ndarray) -> tuple[torch.Tensor, Any]:
+        """Windows ``idx``: ids (B, seq_len) and (next ids, mask of the scored positions)."""
         starts, score_from = self.windows[split]
-        n = len(starts)
-        order = (torch.from_numpy(np.random.default_rng(shuffle_seed).permutation(n)) if shuffle_seed is not None
-                 else torch.arange(n))
+        idx = torch.from_numpy(np.asarray(idx))
         stream, offs = self.streams[split], torch.arange(self.seq_len + 1)
-        for b in range(0, n, batch_size):
-            idx = order[b:b + batch_size]
-            tok = stream[starts[idx, None] + offs]  # (B, seq_len + 1)
-            mask = torch.arange(self.seq_len)[None, :] >= score_from[idx, None]
-            yield tok[:, :-1], (tok[:, 1:], mask)
+        tok = stream[starts[idx, None] + offs]  # (B, seq_len + 1)
+        mask = torch.arange(self.seq_len)[None, :] >= score_from[idx, None]
+        return tok[:, :-1], (tok[:, 1:], mask)
 
     def _nll(self, out: torch.Tensor, target) -> torch.Tensor:
         y, mask = target

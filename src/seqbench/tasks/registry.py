@@ -1,25 +1,67 @@
-"""Task registry: ``@register_task`` on a Task class, ``create_task`` to build one.
+"""Task registry: ``@register_task`` on a Task class (or a factory function returning a Task),
+``create_task`` to build one.
 
 A name may carry a variant after a colon (``"tsc:GunPoint"``); it is passed as ``variant=``.
+Options are checked against the constructor's signature before anything is loaded: unknown names,
+wrong types (an integer where it says int), seeds outside [0, 2**63) and counts below 1 are
+one-line errors.
 """
 from __future__ import annotations
 
 import fnmatch
 import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.base import Task
-from seqbench.utils import suggest
-
-_TASKS: dict[str, type[Task]] = {}
+from seqbench.utils import check_seed, describe_type, matches_type, suggest
 
 
-def register_task(name: str):
-    def wrap(cls: type[Task]) -> type[Task]:
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    factory: Callable[..., Task]      # a Task subclass, or a function returning a Task
+    listed_variants: tuple[str, ...]  # what `seqbench tasks` lists: "" = the plain name, else name:variant
+
+    def option_names(self) -> list[str]:
+        return list(inspect.signature(self.factory).parameters)
+
+    def check_options(self, cfg: dict[str, Any]) -> None:
+        valid = self.option_names()
+        unknown = sorted(set(cfg) - set(valid))
+        if unknown:
+            raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for task {self.name!r}; "
+                                f"valid options: {', '.join(valid) or 'none'}")
+        init = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
+        hints = typing.get_type_hints(init)
+        for key, value in cfg.items():
+            hint = hints.get(key)
+            if hint is not None and not matches_type(value, hint):
+                raise SeqbenchError(f"task option {key} of {self.name!r} must be {describe_type(hint)}, got {value!r}")
+            if key.endswith("seed"):
+                check_seed(value, f"task option {key}")
+            elif isinstance(value, int) and not isinstance(value, bool) and key in POSITIVE and value < 1:
+                raise SeqbenchError(f"task option {key} of {self.name!r} must be >= 1, got {value!r}")
+
+
+# integer task options that count or measure something: at least 1
+POSITIVE = {"seq_len", "T", "n_train", "n_valid", "n_test", "lookback", "horizon", "season", "valid_len",
+            "max_tokens", "n_pieces", "steps_per_quarter"}
+
+_TASKS: dict[str, TaskEntry] = {}
+
+
+def register_task(name: str, *, listed_variants: tuple[str, ...] | None = None):
+    """Add a task (a Task subclass or a factory function) under ``name``; refuses duplicates.
+    ``listed_variants`` defaults to the class attribute of that name (or just the plain name)."""
+    def wrap(factory):
         if name in _TASKS:
             raise ValueError(f"task {name!r} is already registered")
-        _TASKS[name] = cls
-        return cls
+        variants = listed_variants if listed_variants is not None else getattr(factory, "listed_variants", ("",))
+        _TASKS[name] = TaskEntry(name, factory, tuple(variants))
+        return factory
     return wrap
 
 
@@ -28,8 +70,10 @@ def list_tasks(pattern: str = "*") -> list[str]:
     return sorted(n for n in _TASKS if fnmatch.fnmatch(n, pattern))
 
 
-def get_task_class(name: str) -> type[Task]:
+def get_task_entry(name: str) -> TaskEntry:
     _ensure_loaded()
+    if not isinstance(name, str):
+        raise SeqbenchError(f"a task name is a string such as 'adding', got {name!r}")
     family = name.split(":", 1)[0]
     if family not in _TASKS:
         raise SeqbenchError(f"unknown task {name!r}{suggest(family, list(_TASKS))}; "
@@ -39,15 +83,11 @@ def get_task_class(name: str) -> type[Task]:
 
 def create_task(name: str, **cfg) -> Task:
     """Build a task by name; keyword arguments configure it (``seq_len``, ``seed``, sizes...)."""
-    cls = get_task_class(name)
+    entry = get_task_entry(name)
     if ":" in name:
         cfg["variant"] = name.split(":", 1)[1]
-    valid = list(inspect.signature(cls).parameters)  # __init__'s, or __new__'s for factory classes
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise SeqbenchError(f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
-                            f"valid options: {', '.join(valid) or 'none'}")
-    return cls(**cfg)
+    entry.check_options(cfg)
+    return entry.factory(**cfg)
 
 
 def _ensure_loaded() -> None:

@@ -203,7 +203,12 @@ def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def _check_resumable(out: Path, run_config: dict) -> None:
+def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
+    """What config.json records: the model, task and training settings that define a run."""
+    return {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg)}
+
+
+def check_resumable(out: Path, run_config: dict) -> None:
     """A resumed run must be the same run: same model, task and training settings (epochs may grow)."""
     try:
         saved = json.loads((out / "config.json").read_text())
@@ -236,19 +241,19 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
     if model.d_in != task.d_in or model.d_out != task.d_out:
         raise SeqbenchError(f"model maps d_in={model.d_in} -> d_out={model.d_out} but task "
                             f"{task.name!r} needs {task.d_in} -> {task.d_out}")
-    run_config = {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg)}
+    config = run_config(model, task, cfg)
     if out_dir is None:
         return _fit(model, task, cfg, None, None, progress)
     out = prepare_out_dir(out_dir, overwrite, resume)
     if resume:
-        _check_resumable(out, run_config)
+        check_resumable(out, config)
         state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
         if "optimizer" not in state:
             raise SeqbenchError(f"--resume: {out / 'last.pt'} holds weights only (written by an older seqbench); "
                                 "start the run again")
         return _fit(model, task, cfg, out, state, progress)
     with _run_directory(out, replace=out.is_dir() and any(out.iterdir())) as work:
-        atomic_write_json(work / "config.json", run_config)
+        atomic_write_json(work / "config.json", config)
         return _fit(model, task, cfg, work, None, progress)
 
 
