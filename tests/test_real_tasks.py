@@ -114,14 +114,16 @@ def test_cache_rebuilds_a_corrupt_entry(tmp_path, monkeypatch):
     def build():
         calls.append(1)
         return {"a": np.arange(10.0)}
-    np.testing.assert_array_equal(cached_arrays("k", build)["a"], np.arange(10.0))
-    cached_arrays("k", build)
+    np.testing.assert_array_equal(cached_arrays("k", build, 1)["a"], np.arange(10.0))
+    cached_arrays("k", build, 1)
     assert len(calls) == 1  # second call read the cache
     path = next(tmp_path.glob("k.*.npz"))
     path.write_bytes(path.read_bytes()[:40])  # a torn write
     with pytest.warns(UserWarning, match="rebuilding"):
-        np.testing.assert_array_equal(cached_arrays("k", build)["a"], np.arange(10.0))
+        np.testing.assert_array_equal(cached_arrays("k", build, 1)["a"], np.arange(10.0))
     assert len(calls) == 2 and not list(tmp_path.glob(".*tmp"))
+    cached_arrays("k", build, 2)  # a new preprocessing version of this dataset: rebuilt
+    assert len(calls) == 3
 
 
 def test_chorales_piano_rolls_next_step():

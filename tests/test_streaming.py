@@ -4,16 +4,14 @@ import torch
 
 import seqbench
 from conftest import small_model
-from seqbench.models import streaming
 from seqbench.models.registry import get_model_entry
 
 STREAMING = [n for n in seqbench.list_models() if get_model_entry(n).cls.supports_step]
 
 
-@pytest.fixture(params=[True, False], ids=["numpy-fast-path", "torch-ops"])
-def fast_path(request, monkeypatch):
+@pytest.fixture(params=["numpy", "torch"], ids=["numpy-fast-path", "torch-ops"])
+def engine(request):
     """Run each streaming test through both single-step engines (NumPy on CPU, torch elsewhere)."""
-    monkeypatch.setattr(streaming, "NUMPY_FAST_PATH", request.param)
     return request.param
 
 
@@ -30,13 +28,13 @@ def test_every_model_streams():
 
 @pytest.mark.parametrize("name", STREAMING)
 @pytest.mark.parametrize("batch", [1, 4])
-def test_step_by_step_matches_forward(name, batch, fast_path):
+def test_step_by_step_matches_forward(name, batch, engine):
     m = small_streamer(name)
     L = 80  # longer than twice the receptive fields above, so the buffers slide back
     x = torch.randn(batch, L, 3)
     with torch.no_grad():
         full = m(x)
-    state = m.init_state(batch)
+    state = m.init_state(batch, engine)
     steps = []
     for t in range(L):
         y_t, state = m.step(x[:, t], state)
@@ -47,14 +45,14 @@ def test_step_by_step_matches_forward(name, batch, fast_path):
 
 @pytest.mark.parametrize("name", STREAMING)
 @pytest.mark.parametrize("batch", [1, 4])
-def test_random_chunks_match_forward(name, batch, fast_path):
+def test_random_chunks_match_forward(name, batch, engine):
     m = small_streamer(name)
     g = torch.Generator().manual_seed(batch)
     L = 90
     x = torch.randn(batch, L, 3)
     with torch.no_grad():
         full = m(x)
-    state, t, outs = m.init_state(batch), 0, []
+    state, t, outs = m.init_state(batch, engine), 0, []
     while t < L:
         c = int(torch.randint(1, 24, (1,), generator=g))
         y, state = m.step(x[:, t:t + c], state)
@@ -65,11 +63,11 @@ def test_random_chunks_match_forward(name, batch, fast_path):
 
 
 @pytest.mark.parametrize("name", STREAMING)
-def test_states_are_independent(name, fast_path):
+def test_states_are_independent(name, engine):
     """Two streams from one model do not share history."""
     m = small_streamer(name)
     x = torch.randn(1, 20, 3)
-    s1, s2 = m.init_state(1), m.init_state(1)
+    s1, s2 = m.init_state(1, engine), m.init_state(1, engine)
     for t in range(20):
         m.step(torch.randn(1, 3) * 5, s2)  # noise into the second stream
         y1, s1 = m.step(x[:, t], s1)
@@ -92,14 +90,23 @@ def test_step_input_checks():
         m.step(torch.zeros(2, 5), state)
     with pytest.raises(seqbench.SeqbenchError, match="batch_size must be a positive integer"):
         m.init_state(0)
+    with pytest.raises(seqbench.SeqbenchError, match="unknown streaming engine 'jax'"):
+        m.init_state(1, "jax")
+    with pytest.raises(seqbench.SeqbenchError, match="NumPy streaming engine needs CPU float32/float64"):
+        small_streamer("tcn").to(torch.bfloat16).init_state(1, "numpy")
 
 
-def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast_path):
+def test_the_engine_is_the_one_asked_for():
+    m = small_streamer("tcn")
+    assert m.init_state(1).numpy and m.init_state(1, "numpy").numpy and not m.init_state(1, "torch").numpy
+
+
+def test_tcn_stream_mixes_steps_and_chunks_in_float64(engine):
     m = small_streamer("tcn").double()
     x = torch.randn(2, 150, 3, dtype=torch.float64)
     with torch.no_grad():
         full = m(x)
-    state, outs, t = m.init_state(2), [], 0
+    state, outs, t = m.init_state(2, engine), [], 0
     for c in [1, 1, 40, 1, 3, 1, 70, 1, 1, 32]:
         y, state = m.step(x[:, t] if c == 1 else x[:, t:t + c], state)
         outs.append(y if c > 1 else y[:, None])
@@ -108,7 +115,7 @@ def test_tcn_stream_mixes_steps_and_chunks_in_float64(fast_path):
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-10)
 
 
-def test_tcn_without_input_projection_streams_exactly(fast_path):
+def test_tcn_without_input_projection_streams_exactly(engine):
     """d_in == hidden: the first block adds its raw (signed) input, so its last ReLU is not a no-op;
     the step skips that ReLU only where the block input is a previous block's output."""
     torch.manual_seed(0)
@@ -117,7 +124,7 @@ def test_tcn_without_input_projection_streams_exactly(fast_path):
     x = torch.randn(2, 40, 5) * 3
     with torch.no_grad():
         full = m(x)
-    state, steps = m.init_state(2), []
+    state, steps = m.init_state(2, engine), []
     for t in range(40):
         y, state = m.step(x[:, t], state)
         steps.append(y)

@@ -18,9 +18,6 @@ import numpy as np
 
 from seqbench.utils import atomic_write
 
-CACHE_VERSION = 1  # bump when a preprocessing step changes
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("SEQBENCH_CACHE") or Path.home() / ".cache" / "seqbench")
 
@@ -46,9 +43,11 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The arrays cached under ``key``, built with ``build()`` and stored on first use."""
-    path = cache_dir() / f"{key}.v{CACHE_VERSION}.npz"
+def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]], version: int) -> dict[str, np.ndarray]:
+    """The arrays cached under ``key``, built with ``build()`` and stored on first use. Each dataset
+    passes its own preprocessing ``version`` (bumped when its preprocessing changes), so changing
+    one dataset's preprocessing rebuilds that dataset's entries only."""
+    path = cache_dir() / f"{key}.v{version}.npz"
     if path.exists():
         arrays = _load(path)
         if arrays is not None:

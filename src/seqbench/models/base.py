@@ -18,6 +18,9 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 
 
+ENGINES = ("auto", "numpy", "torch")
+
+
 class SeqModel(nn.Module):
     """Base class: input checks, capability flags and the streaming interface."""
 
@@ -25,6 +28,8 @@ class SeqModel(nn.Module):
     supports_step: bool = False       # streams with init_state / step when causal
     supports_non_causal: bool = True  # can be built with causal=False
     registry_name: str | None = None  # set by @register_model
+    aux_outputs: list[torch.Tensor] | tuple = ()  # outputs of intermediate levels from the last training
+    #                                               forward, for an auxiliary loss (TrellisNet aux_freq)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap each subclass's ``__init__`` so the model records its own ``config``: the arguments
@@ -94,12 +99,18 @@ class SeqModel(nn.Module):
     # Subclasses that stream set ``supports_step = True`` and implement ``_init_state`` and
     # ``_step`` (one sample); ``_step_chunk`` defaults to a loop over ``_step`` and is overridden
     # where a chunk can be computed more cheaply at once.
-    def init_state(self, batch_size: int = 1) -> Any:
-        """Streaming state for ``batch_size`` sequences that start now (empty history)."""
+    def init_state(self, batch_size: int = 1, engine: str = "auto") -> Any:
+        """Streaming state for ``batch_size`` sequences that start now (empty history).
+
+        ``engine`` picks how a single step computes: "torch" ops, or "numpy" on views of the
+        state's tensors (CPU float models that have such a path: the TCN; a step is dozens of tiny
+        ops, where NumPy's call overhead is a fraction of torch's). "auto": NumPy where it applies."""
         self._check_streamable()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise SeqbenchError(f"batch_size must be a positive integer, got {batch_size!r}")
-        return self._init_state(batch_size)
+        if engine not in ENGINES:
+            raise SeqbenchError(f"unknown streaming engine {engine!r}; use one of {', '.join(ENGINES)}")
+        return self._init_state(batch_size, engine)
 
     def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """Advance the stream: x (B, d_in) -> y (B, d_out), or a chunk x (B, C, d_in) -> (B, C, d_out).
@@ -124,7 +135,7 @@ class SeqModel(nn.Module):
         would cost a fifth of a 70K TCN's step."""
         return False
 
-    def _init_state(self, batch_size: int) -> Any:
+    def _init_state(self, batch_size: int, engine: str) -> Any:
         raise NotImplementedError
 
     def _step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:

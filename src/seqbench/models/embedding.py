@@ -36,8 +36,7 @@ class TokenModel(SeqModel):
 
     @property
     def aux_outputs(self):
-        aux = getattr(self.inner, "aux_outputs", None)
-        return None if not aux else [self.decode(a) for a in aux]
+        return [self.decode(a) for a in self.inner.aux_outputs]
 
     def describe(self) -> str:
         return f"embed {self.embed.embedding_dim} (tied) -> {self.inner.describe()}"
@@ -74,5 +73,5 @@ class TokenModel(SeqModel):
 
     _step_chunk = _step  # the inner model tells a chunk from a step by its shape
 
-    def _init_state(self, batch_size: int):
-        return self.inner.init_state(batch_size)
+    def _init_state(self, batch_size: int, engine: str):
+        return self.inner.init_state(batch_size, engine)

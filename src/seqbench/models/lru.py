@@ -134,7 +134,7 @@ class LRU(SeqModel):
             h = block(h, self.chunk)
         return self.head(self.norm(h))
 
-    def _init_state(self, batch_size: int) -> list[torch.Tensor]:
+    def _init_state(self, batch_size: int, engine: str) -> list[torch.Tensor]:
         p = self._param_like()
         dtype = torch.complex128 if p.dtype == torch.float64 else torch.complex64
         return [torch.zeros(batch_size, self.state_dim, dtype=dtype, device=p.device) for _ in self.blocks]

@@ -36,7 +36,7 @@ class _Recurrent(SeqModel):
         out, _ = self.rnn(x)  # (B, L, H * directions)
         return self.head(out)
 
-    def _init_state(self, batch_size: int):
+    def _init_state(self, batch_size: int, engine: str):
         p = self.head.weight
         h = torch.zeros(self.layers, batch_size, self.hidden, device=p.device, dtype=p.dtype)
         return (h, h.clone()) if isinstance(self.rnn, nn.LSTM) else h

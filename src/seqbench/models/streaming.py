@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from seqbench.errors import SeqbenchError
+
 
 class SlidingBuffer:
     """``ones=True`` appends a constant-1 channel, so taps @ [W; b] applies a bias in the matmul."""
@@ -63,9 +65,11 @@ class SlidingBuffer:
         self.p = self.window - 1
 
 
-NUMPY_FAST_PATH = True  # set False to stream CPU models through torch ops as on other devices
-
-
-def use_numpy_for(like: torch.Tensor) -> bool:
-    """The NumPy fast path applies to CPU float32/float64 models (while NUMPY_FAST_PATH is on)."""
-    return NUMPY_FAST_PATH and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+def use_numpy_for(like: torch.Tensor, engine: str) -> bool:
+    """Whether a step runs on NumPy: asked for ("numpy") or by default ("auto") for CPU float32/float64
+    weights; "numpy" on other devices or dtypes is an error."""
+    applies = like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+    if engine == "numpy" and not applies:
+        raise SeqbenchError(f"the NumPy streaming engine needs CPU float32/float64 weights, got {like.dtype} on "
+                            f"{like.device}; use engine='torch'")
+    return engine != "torch" and applies

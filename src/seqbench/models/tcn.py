@@ -17,6 +17,8 @@ Differences from the reference scripts, on purpose:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,7 +37,8 @@ def init_uniform_fan_in(weight: torch.Tensor) -> torch.Tensor:
         return weight.uniform_(-bound, bound)
 
 
-def _wn_conv(c_in: int, c_out: int, kernel_size: int, dilation: int) -> nn.Conv1d:
+def weight_normed_conv(c_in: int, c_out: int, kernel_size: int, dilation: int = 1) -> nn.Conv1d:
+    """A weight-normed Conv1d whose effective weight at step 0 is the U(+-1/sqrt(fan_in)) draw."""
     conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
     init_uniform_fan_in(conv.weight)  # before weight_norm, so v = this draw and g = ||v||
     return weight_norm(conv)
@@ -50,8 +53,8 @@ class TemporalBlock(nn.Module):
         total = (kernel_size - 1) * dilation
         # causal: all padding on the left; otherwise centred (any odd step goes to the past)
         self.padding = (total, 0) if causal else (total - total // 2, total // 2)
-        self.conv1 = _wn_conv(c_in, c_out, kernel_size, dilation)
-        self.conv2 = _wn_conv(c_out, c_out, kernel_size, dilation)
+        self.conv1 = weight_normed_conv(c_in, c_out, kernel_size, dilation)
+        self.conv2 = weight_normed_conv(c_out, c_out, kernel_size, dilation)
         self.dropout = nn.Dropout(dropout)
         self.downsample = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else None
 
@@ -142,10 +145,10 @@ class TCN(SeqModel):
         return self.head(h[:, :, -1:].transpose(1, 2))
 
     # -- streaming: one sliding buffer per conv holding its last (k-1)*d inputs --------------
-    def _init_state(self, batch_size: int) -> dict:
+    def _init_state(self, batch_size: int, engine: str) -> "TCNState":
         """Buffers plus the weights folded once (weight norm applied) in the step's layout."""
         k, like = self.kernel_size, self._param_like()
-        fast = use_numpy_for(like)
+        fast = use_numpy_for(like, engine)
         arr = (lambda t: np.ascontiguousarray(t.detach().numpy())) if fast else (lambda t: t.detach().contiguous())
         blocks = []
         for block, d in zip(self.blocks, self.dilations):
@@ -156,62 +159,104 @@ class TCN(SeqModel):
                 # the bias on the newest tap's ones row, so one matmul computes conv + bias
                 w_aug = torch.cat([w.permute(2, 1, 0), torch.zeros(k, 1, w.shape[0], dtype=w.dtype)], dim=1)
                 w_aug[-1, -1] = b
-                convs.append((SlidingBuffer(batch_size, w.shape[1], (k - 1) * d + 1, like, fast, ones=True), d,
-                              arr(w_aug.reshape(-1, w.shape[0])), w, b))
+                convs.append(ConvState(SlidingBuffer(batch_size, w.shape[1], (k - 1) * d + 1, like, fast, ones=True),
+                                       d, arr(w_aug.reshape(-1, w.shape[0])), w, b))
             down = block.downsample
-            blocks.append((convs, None if down is None else (arr(down.weight[:, :, 0].t()), arr(down.bias),
-                                                             down.weight.detach(), down.bias.detach())))
-        head = (arr(self.head.weight.t()), arr(self.head.bias))
-        # the per-sample plan, flat: (input buffer, conv2's buffer, W1, W2, tap span, dilation, the
-        # buffer the block's output goes to (None: the last block's, into `out`), residual projection,
-        # a zero of the output's shape (an array, not the scalar 0: np.maximum runs ~30% faster
-        # without broadcasting), whether the block's last ReLU is needed. It is a no-op where the
-        # block's input is a previous block's output (>= 0), as relu(conv2) + input >= 0 already:
-        # skipping it leaves the values exactly as they were (~5% of a step).
+            blocks.append(BlockState(convs[0], convs[1], None if down is None else ResidualProjection(
+                arr(down.weight[:, :, 0].t()), arr(down.bias), down.weight.detach(), down.bias.detach())))
         zero = arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype))
-        plan = [(convs[0][0], convs[1][0], convs[0][2], convs[1][2], (k - 1) * d, d,
-                 blocks[i + 1][0][0][0] if i + 1 < len(blocks) else None, down, zero, i == 0 or down is not None)
-                for i, ((convs, down), d) in enumerate(zip(blocks, self.dilations))]
-        out = arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype))  # the last block's output
-        return {"blocks": blocks, "plan": plan, "out": out, "head": head, "numpy": fast}
+        plan = [StepPlan(b.conv1.buf, b.conv2.buf, b.conv1.w_step, b.conv2.w_step, (k - 1) * b.conv1.dilation,
+                         b.conv1.dilation, blocks[i + 1].conv1.buf if i + 1 < len(blocks) else None,
+                         b.down, zero, i == 0 or b.down is not None)
+                for i, b in enumerate(blocks)]
+        return TCNState(blocks, plan, out=arr(torch.zeros(batch_size, self.hidden, dtype=like.dtype)),
+                        head_w=arr(self.head.weight.t()), head_b=arr(self.head.bias), numpy=fast)
 
-    def _step_is_torch_free(self, state: dict) -> bool:
-        return state["numpy"]
+    def _step_is_torch_free(self, state: "TCNState") -> bool:
+        return state.numpy
 
-    def _step(self, x_t: torch.Tensor, state: dict):
+    def _step(self, x_t: torch.Tensor, state: "TCNState"):
         """One sample through every level. Per conv: a strided view of its k taps, one matmul (bias
         folded in) written straight into the buffer of the conv that reads it next, an in-place ReLU."""
-        fast, plan = state["numpy"], state["plan"]
+        fast, plan = state.numpy, state.plan
         B = x_t.shape[0]
         # np.dot (BLAS, less overhead than matmul) needs a contiguous out=: the buffer slot is one at B=1
         mm = (np.dot if B == 1 else np.matmul) if fast else torch.matmul
         relu = np.maximum if fast else torch.maximum  # relu(a, zero, out=a): in place
-        h = plan[0][0].advance()  # the first conv's buffer slot for this input
+        h = plan[0].buf1.advance()  # the first conv's buffer slot for this input
         h[...] = x_t.detach().numpy() if fast else x_t
-        for buf1, buf2, w1, w2, span, d, next_buf, down, zero, last_relu in plan:
+        for buf1, buf2, w1, w2, span, d, next_buf, down, zero, last_relu in plan:  # a tuple: unpacked at C speed
             a, p = buf2.advance(), buf1.p
             relu(mm(buf1.buf[:, p - span:p + 1:d].reshape(B, -1), w1, out=a), zero, out=a)  # conv1 -> conv2's buffer
-            out = next_buf.advance() if next_buf is not None else state["out"]
+            out = next_buf.advance() if next_buf is not None else state.out
             p = buf2.p
             relu(mm(buf2.buf[:, p - span:p + 1:d].reshape(B, -1), w2, out=out), zero, out=out)  # conv2 -> next block
             if down is None:
                 out += h
             else:
-                out += h @ down[0]
-                out += down[1]
+                out += h @ down.w_step
+                out += down.b_step
             h = relu(out, zero, out=out) if last_relu else out  # (B, hidden), where the next block reads it
-        y = h @ state["head"][0] + state["head"][1]
+        y = h @ state.head_w + state.head_b
         return (torch.from_numpy(y) if fast else y), state
 
-    def _step_chunk(self, x: torch.Tensor, state: dict):
+    def _step_chunk(self, x: torch.Tensor, state: "TCNState"):
         """A chunk through every level as real convolutions over [history, chunk]."""
         h = x.transpose(1, 2)  # (B, d_in, C)
-        for convs, down in state["blocks"]:
+        for block in state.blocks:
             a = h
-            for buf, d, _, w, b in convs:
+            for conv in (block.conv1, block.conv2):
+                buf = conv.buf
                 full = torch.cat([buf.recent(buf.window - 1).transpose(1, 2), a], dim=-1)  # (B, C_in, (k-1)d + C)
                 buf.load(full.transpose(1, 2))
-                a = F.conv1d(full, w, b, dilation=d).relu_()
-            res = h if down is None else F.conv1d(h, down[2], down[3])
+                a = F.conv1d(full, conv.w, conv.b, dilation=conv.dilation).relu_()
+            res = h if block.down is None else F.conv1d(h, block.down.w, block.down.b)
             h = (a + res).relu_()
         return self.head(h.transpose(1, 2)), state
+
+
+# -- the TCN's streaming state: named pieces, built once by init_state --------------------------
+class ConvState(NamedTuple):
+    buf: SlidingBuffer       # the conv's last (k-1)d+1 inputs (+ a ones channel for the bias)
+    dilation: int
+    w_step: Any              # (k * (C_in + 1), C_out): taps x [W; b], the step's one matmul
+    w: torch.Tensor          # (C_out, C_in, k) and (C_out,): the folded weights, for chunks
+    b: torch.Tensor
+
+
+class ResidualProjection(NamedTuple):  # the 1x1 conv on a block's residual path
+    w_step: Any              # (C_in, C_out), (C_out,): for a step
+    b_step: Any
+    w: torch.Tensor          # (C_out, C_in, 1), (C_out,): for a chunk
+    b: torch.Tensor
+
+
+class BlockState(NamedTuple):
+    conv1: ConvState
+    conv2: ConvState
+    down: ResidualProjection | None
+
+
+class StepPlan(NamedTuple):
+    """One block's step, flattened for the per-sample loop."""
+    buf1: SlidingBuffer      # conv1's input buffer (the block's input)
+    buf2: SlidingBuffer      # conv2's input buffer (conv1's output is written straight into it)
+    w1: Any
+    w2: Any
+    span: int                # (k-1) * d: the taps reach this far back
+    dilation: int
+    next_buf: SlidingBuffer | None  # where the block's output goes (the next block's conv1 buffer; None: `out`)
+    down: ResidualProjection | None
+    zero: Any                # zeros of the output's shape: np.maximum runs ~30% faster without broadcasting
+    last_relu: bool          # a no-op where the block's input is a previous block's output (>= 0), since
+    #                          relu(conv2) + input >= 0 already: skipping it changes nothing (~5% of a step)
+
+
+@dataclass
+class TCNState:
+    blocks: list[BlockState]
+    plan: list[StepPlan]
+    out: Any                 # (B, hidden): the last block's output
+    head_w: Any
+    head_b: Any
+    numpy: bool              # the step runs on NumPy views of the tensors

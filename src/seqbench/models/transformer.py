@@ -97,7 +97,7 @@ class Transformer(SeqModel):
         return self.head(self.ln_f(h))
 
     # -- streaming: a KV cache per layer, grown by doubling -----------------------------------
-    def _init_state(self, batch_size: int) -> dict:
+    def _init_state(self, batch_size: int, engine: str) -> dict:
         return {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers}
 
     def _step(self, x_t: torch.Tensor, state: dict):

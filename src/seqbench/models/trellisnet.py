@@ -20,12 +20,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import SlidingBuffer
+from seqbench.models.tcn import weight_normed_conv
 
 
 @register_model("trellisnet", width_arg="hidden")
@@ -51,10 +51,7 @@ class TrellisNet(SeqModel):
         self.hidden, self.levels, self.kernel_size = hidden, levels, kernel_size
         self.level_dilations = [dilations[j % len(dilations)] for j in range(levels)]  # cycled
         self.dropout, self.aux_freq = dropout, aux_freq
-        conv = nn.Conv1d(d_in + hidden, 4 * hidden, kernel_size)  # the one conv shared by all levels
-        bound = 1.0 / (conv.weight[0].numel() ** 0.5)
-        nn.init.uniform_(conv.weight, -bound, bound)  # drawn before weight norm: v = draw, g = ||v||
-        self.conv = weight_norm(conv)
+        self.conv = weight_normed_conv(d_in + hidden, 4 * hidden, kernel_size)  # the one conv shared by all levels
         self.head = nn.Linear(hidden, d_out)
         self.aux_outputs: list[torch.Tensor] = []
 
@@ -96,7 +93,7 @@ class TrellisNet(SeqModel):
         return self.head(h.transpose(1, 2))  # (B, L, d_out)
 
     # -- streaming: rings of x, and of each level's h and c, as deep as that level looks back ----
-    def _init_state(self, batch_size: int) -> dict:
+    def _init_state(self, batch_size: int, engine: str) -> dict:
         k, H, like = self.kernel_size, self.hidden, self._param_like()
         w_x, w_h, b = (t.detach() for t in self._split_weight())
         return {"x": SlidingBuffer(batch_size, self.d_in, (k - 1) * max(self.level_dilations) + 1, like),

@@ -100,7 +100,7 @@ class Task:
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         """The model's output for this task: (B, L, d_out), or (B, 1, d_out) from
         ``model.forward_last`` when the task reads the last step only (skips work where a model can)."""
-        if self.output_steps == "last" and hasattr(model, "forward_last"):
+        if self.output_steps == "last":
             return model.forward_last(x)
         return model(x)
 

@@ -24,6 +24,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.tasks.base import Metric, PaperReference, Task
 from seqbench.tasks.registry import register_task
 
+PREPROCESSING_VERSION = 1  # of _build: bump when it changes (the cache rebuilds PTB)
 EOS = "<eos>"
 
 
@@ -64,7 +65,7 @@ class _PTB(Task):
         if max_tokens is not None and max_tokens <= seq_len:
             raise SeqbenchError(f"max_tokens must exceed seq_len ({seq_len}), got {max_tokens}")
         self.seq_len, self.valid_len, self.max_tokens = seq_len, valid_len, max_tokens
-        a = cached_arrays(f"ptb-{self.level}", lambda: _build(self.level))
+        a = cached_arrays(f"ptb-{self.level}", lambda: _build(self.level), PREPROCESSING_VERSION)
         self.vocab = [str(w) for w in a["vocab"]]
         self.d_in = self.d_out = self.vocab_size = len(self.vocab)
         self.streams = {k: torch.from_numpy(a[k][:max_tokens].astype(np.int64)) for k in ("train", "valid", "test")}

