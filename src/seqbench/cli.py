@@ -125,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             progress=False if args.no_progress else None)
     name = task.metric.name
     paper = task.paper.values.get(args.model)
-    print(f"test {name}: {fmt(result.test[name])}   trivial baseline: {fmt(task.trivial_baseline)}   "
+    chance = f" (chance {fmt(task.chance_level)})" if task.chance_level is not None else ""
+    print(f"test {name}: {fmt(result.test[name])}   trivial baseline: {fmt(task.trivial_baseline)}{chance}   "
           f"paper ({args.model}): {fmt(paper)}" + (f" [{task.paper.note}]" if paper is not None else ""))
     extra = {k: v for k, v in result.test.items() if k != name}
     if extra:
