@@ -368,6 +368,61 @@ class Progress:
         self.bar.close()
 
 
+class Driver:
+    """Claims trials in the store and runs them on an executor, one lease for all of them.
+
+    ``submit(trial)`` claims and starts a trial (False if it is done or another live sweep holds
+    it); ``poll()`` records and returns the trials that ended, and renews the lease; ``close()``
+    stops what still runs and frees its claims. ``run_sweep`` and ``recommend`` both drive trials
+    through it. A trial may name its run directory (``trial["run"]``; default its key): trials that
+    continue one training (successive rungs of a search) share one.
+    """
+
+    def __init__(self, store: Store, executor: str = "local", *, workers: int | None = None,
+                 cpus_per_trial: int | None = None, address: str | None = None) -> None:
+        self.store, self.owner = store, new_owner()
+        self.executor = get_executor(executor)(workers=workers, cpus_per_trial=cpus_per_trial, address=address)
+        self.running: dict[Any, dict] = {}
+        self.last_renew = time.monotonic()
+
+    def has_slot(self) -> bool:
+        return self.executor.has_slot(len(self.running))
+
+    def submit(self, trial: dict) -> bool:
+        if not self.store.claim(trial["key"], self.owner):
+            return False
+        handle = self.executor.submit(trial, run_dir_for(self.store.path, trial.get("run") or trial["key"]))
+        self.store.set_pid(trial["key"], self.owner, self.executor.pid(handle))
+        self.running[handle] = trial
+        return True
+
+    def poll(self) -> list[tuple[dict, dict | None, str | None]]:
+        """Trials that ended since the last call, each recorded in the store: (trial, result, error).
+        A trial whose lease this driver lost is not recorded (its error says so)."""
+        ended = []
+        for handle, result, error in self.executor.poll():
+            trial = self.running.pop(handle)
+            if error is None:
+                kept = self.store.finish(trial["key"], result, self.owner)
+            else:
+                kept = self.store.fail(trial["key"], error, self.owner)
+            ended.append((trial, result, error) if kept else (trial, None, "lost its claim to another sweep"))
+        if time.monotonic() - self.last_renew > RENEW_S:
+            self.store.renew(self.owner)
+            self.last_renew = time.monotonic()
+        return ended
+
+    def cancel(self) -> None:
+        """Stop every running trial and give its claim back (a search out of time)."""
+        self.executor.close()
+        self.running.clear()
+        with contextlib.suppress(Exception):
+            self.store.release(self.owner)
+
+    def close(self) -> None:
+        self.cancel()
+
+
 def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", workers: int | None = None,
               address: str | None = None, progress: bool | None = None, cpus_per_trial: int | None = None,
               validate: bool = True) -> SweepSummary:
@@ -375,77 +430,52 @@ def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", wo
     interrupted one resumes from its last finished epoch). Trials another live sweep on the same
     database is running are waited for, not run twice. ``validate`` checks the whole sweep first."""
     from seqbench.bench.sweep import validate_trials
-    cls = get_executor(executor)
+    get_executor(executor)
     if validate:
         validate_trials(trials)
-    owner = new_owner()
     with Store(db) as store:
         store.add(trials)
         todo = deque(t for t in trials if store.status(t["key"]) != "done")
         summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
         bar = Progress(summary, progress)
-        runner = cls(workers=workers, cpus_per_trial=cpus_per_trial, address=address) if todo else None
-        running: dict[Any, dict] = {}
+        driver = Driver(store, executor, workers=workers, cpus_per_trial=cpus_per_trial,
+                        address=address) if todo else None
         waiting: list[dict] = []
-        last_renew = last_check = time.monotonic()
+        last_check = time.monotonic()
         try:
-            while todo or running or waiting:
-                while todo and runner.has_slot(len(running)):
+            while todo or (driver and driver.running) or waiting:
+                while todo and driver.has_slot():
                     trial = todo.popleft()
-                    if not store.claim(trial["key"], owner):
+                    if not driver.submit(trial):
                         if store.status(trial["key"]) == "done":
                             summary.by_others += 1
-                            bar.update(len(running), trial)
+                            bar.update(len(driver.running), trial)
                         else:
                             waiting.append(trial)  # another sweep runs it: wait for its result
                         continue
-                    run_dir = run_dir_for(db, trial["key"])
-                    handle = runner.submit(trial, run_dir)
-                    store.set_pid(trial["key"], owner, runner.pid(handle))
-                    running[handle] = trial
-                    bar.update(len(running), waiting=len(waiting))
-                for handle, result, error in runner.poll():
-                    trial = running.pop(handle)
-                    _record(store, summary, bar, trial, result, error, len(running), owner)
-                now = time.monotonic()
-                if now - last_renew > RENEW_S:
-                    store.renew(owner)
-                    last_renew = now
-                if waiting and now - last_check > 1.0:  # done by the other sweep, or free again (it died)
-                    last_check = now
+                    bar.update(len(driver.running), waiting=len(waiting))
+                for trial, result, error in driver.poll():
+                    if error is None:
+                        summary.done += 1
+                    elif result is None and error != "lost its claim to another sweep":
+                        summary.failed += 1
+                        summary.errors[trial["key"]] = error
+                    bar.update(len(driver.running), trial, result)
+                if waiting and time.monotonic() - last_check > 1.0:  # done by the other sweep, or free again
+                    last_check = time.monotonic()
                     still = []
                     for trial in waiting:
                         if store.status(trial["key"]) == "done":
                             summary.by_others += 1
-                            bar.update(len(running), trial)
-                        elif store.held_elsewhere(trial["key"], owner):
+                            bar.update(len(driver.running), trial)
+                        elif store.held_elsewhere(trial["key"], driver.owner):
                             still.append(trial)
                         else:
                             todo.append(trial)
                     waiting = still
                 time.sleep(0.02)
-        except BaseException:
-            if runner is not None:
-                runner.close()
-                runner = None
-            with contextlib.suppress(Exception):
-                store.release(owner)  # interrupted: this sweep's trials are free for the next run
-            raise
         finally:
-            if runner is not None:
-                runner.close()
+            if driver is not None:
+                driver.close()  # interrupted: stops the trials and frees their claims for the next run
             bar.close()
     return summary
-
-
-def _record(store: Store, summary: SweepSummary, bar: Progress, trial: dict, result: dict | None, error: str | None,
-            running: int, owner: str) -> None:
-    if error is None:
-        kept = store.finish(trial["key"], result, owner)
-        summary.done += kept
-    else:
-        kept = store.fail(trial["key"], error, owner)
-        summary.failed += kept
-        if kept:
-            summary.errors[trial["key"]] = error
-    bar.update(running, trial, result)

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS trials (
     receptive_field INTEGER,
     train_time REAL,
     samples_per_sec REAL,
-    infer_ms REAL,                  -- inference latency of one test sample, batch 1 (ms)
+    infer_ms REAL,                  -- inference latency of one sample, batch 1 (ms)
     peak_mem_mb REAL,
     paper REAL,                     -- the paper's number for this model and task, if any
     trivial REAL,                   -- the task's trivial baseline
@@ -58,6 +58,23 @@ CREATE TABLE IF NOT EXISTS trials (
     finished REAL,
     owner TEXT,                     -- the sweep that claimed it: host:pid:token
     heartbeat REAL                  -- the owner's last lease renewal
+);
+-- measured costs of model configurations (seqbench recommend / profile), per machine
+CREATE TABLE IF NOT EXISTS costs (
+    machine TEXT NOT NULL,
+    key TEXT NOT NULL,              -- the candidate, the task's shape and the batch size (hashed)
+    costs TEXT NOT NULL,            -- JSON: params, shape, step_ms, seq_ms, mem_mb, train_step_ms
+    measured REAL,
+    PRIMARY KEY (machine, key)
+);
+-- a recommend search's own record: each proposed configuration, its reported epochs and state
+CREATE TABLE IF NOT EXISTS searches (
+    search TEXT NOT NULL,
+    tid TEXT NOT NULL,
+    record TEXT NOT NULL,           -- JSON: params, values per epoch, state, value
+    spent REAL,                     -- the search's time spent so far (seconds)
+    updated REAL,
+    PRIMARY KEY (search, tid)
 );
 """
 # columns added after the first release: added to older databases when they are opened
@@ -223,6 +240,29 @@ class Store:
         guard, extra = (" AND owner = ? AND status = 'running'", [owner]) if owner else ("", [])
         return self._tx(f"UPDATE trials SET status = 'failed', finished = ?, error = ? WHERE key = ?{guard}",
                         [time.time(), error[-4000:], key, *extra]) > 0
+
+    def row(self, key: str) -> dict | None:
+        r = self.db.execute("SELECT * FROM trials WHERE key = ?", (key,)).fetchone()
+        return None if r is None else dict(r)
+
+    def cost(self, machine: str, key: str) -> dict | None:
+        r = self.db.execute("SELECT costs FROM costs WHERE machine = ? AND key = ?", (machine, key)).fetchone()
+        return None if r is None else json.loads(r["costs"])
+
+    def put_costs(self, machine: str, items: list[tuple[str, dict]]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO costs (machine, key, costs, measured) VALUES (?, ?, ?, ?)",
+                           [(machine, k, json.dumps(v), time.time()) for k, v in items])
+
+    def log_search(self, search: str, tid: str, record: dict, spent: float) -> None:
+        keep = {k: record[k] for k in ("params", "values", "state", "value", "error") if k in record}
+        self._tx("INSERT OR REPLACE INTO searches (search, tid, record, spent, updated) VALUES (?, ?, ?, ?, ?)",
+                 (search, tid, json.dumps(keep), spent, time.time()))
+
+    def search_log(self, search: str) -> tuple[dict[str, dict], float]:
+        """A search's records by tid, and the time it has spent."""
+        rows = self.db.execute("SELECT tid, record, spent FROM searches WHERE search = ?", (search,)).fetchall()
+        return {r["tid"]: json.loads(r["record"]) for r in rows}, max((r["spent"] or 0.0 for r in rows), default=0.0)
 
     def rows(self, status: str | None = None) -> list[dict]:
         sql = "SELECT * FROM trials" + (" WHERE status = ?" if status else "") + " ORDER BY task, model, seed, key"

@@ -53,8 +53,8 @@ def peak_memory_mb() -> float:
 
 
 def inference_latency_ms(task, model) -> float:
-    """Median ms for one test sample (batch 1) through the model, as a deployment would."""
-    x, _ = next(task.batches("test", 1))
+    """Median ms for one sample (batch 1, from the valid split) through the model, as a deployment would."""
+    x, _ = next(task.batches("valid", 1))
     model.eval()
     times = []
     with torch.inference_mode():
@@ -90,12 +90,13 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
         resume = (run / "last.pt").is_file() and (run / "best.pt").is_file()
         if run.exists() and not resume:  # an attempt that died before its first epoch ended
             shutil.rmtree(run)
-    r = seqbench.train(model, task, cfg, out_dir=run_dir, resume=resume, progress=False)
-    if run_dir is not None:
+    with_test = trial.get("test", True)  # a search selects on valid: test is left for its winner
+    r = seqbench.train(model, task, cfg, out_dir=run_dir, resume=resume, progress=False, evaluate_test=with_test)
+    if run_dir is not None and not trial.get("keep_state"):  # a search may continue the training later
         (Path(run_dir) / "last.pt").unlink(missing_ok=True)  # finished: the training state is not needed
     metric = task.metric.name
     return {"metric": metric, "higher_is_better": int(task.metric.higher_is_better),
-            "test_metric": r.test[metric], "best_valid": r.best_valid[metric], "test": r.test,
+            "test_metric": r.test.get(metric), "best_valid": r.best_valid[metric], "test": r.test,
             "history": r.history, "params": r.params, "receptive_field": r.receptive_field,
             "train_time": r.train_time, "samples_per_sec": r.samples_per_sec,
             "infer_ms": inference_latency_ms(task, model), "peak_mem_mb": peak_memory_mb(),

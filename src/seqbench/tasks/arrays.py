@@ -62,7 +62,7 @@ class ArrayTask(Task):
         return y[np.arange(y.shape[1])[None] < lengths[:, None]]
 
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
-        if self.variable_length and not model.causal:
+        if self.variable_length and not getattr(model, "causal", True):  # any nn.Module may be evaluated
             raise SeqbenchError(f"task {self.name!r} has variable-length sequences, padded on the right; a "
                                 "non-causal model would see the padding. Use a causal model")
         if self.variable_length:
@@ -111,7 +111,8 @@ class ClassificationTask(ArrayTask):
         self.d_out = self.num_classes
         counts = np.bincount(ys["train"], minlength=self.num_classes)
         majority = int(counts.argmax())
-        self.trivial_baseline = float((ys["test"] == majority).mean())
+        self.trivial_by_split = {s: float((y == majority).mean()) for s, y in ys.items()}
+        self.trivial_baseline = self.trivial_by_split["test"]
         self.chance_level = 1.0 / self.num_classes
         for s, (x, y, ln) in self.data.items():
             self.data[s] = (x, y.astype(np.int64), ln)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
 
 SPLITS = ("train", "valid", "test")
 
@@ -100,7 +101,7 @@ class Task:
     def predict(self, model, x: torch.Tensor) -> torch.Tensor:
         """The model's output for this task: (B, L, d_out), or (B, 1, d_out) from
         ``model.forward_last`` when the task reads the last step only (skips work where a model can)."""
-        if self.output_steps == "last":
+        if self.output_steps == "last" and isinstance(model, SeqModel):  # any other nn.Module: its forward
             return model.forward_last(x)
         return model(x)
 
@@ -125,6 +126,14 @@ class Task:
                 acc[1] += c
         model.train(was_training)
         return self.finalize({k: s / max(c, 1) for k, (s, c) in totals.items()})
+
+    def trivial_on(self, split: str) -> float:
+        """The trivial baseline scored on ``split`` (model selection compares on "valid", so it never
+        needs the test split). Tasks whose baseline is a fixed figure return ``trivial_baseline``."""
+        self._check_split(split)
+        return self.trivial_by_split.get(split, self.trivial_baseline)
+
+    trivial_by_split: dict[str, float] = {}
 
     def finalize(self, means: dict[str, float]) -> dict[str, float]:
         """Metrics derived from the per-sample means (e.g. perplexity = exp(mean NLL))."""

@@ -332,8 +332,9 @@ class CustomRegression(ArrayTask):
         _padded_splits(self, data, path, seed, np.float32)
         self.d_out = 1
         self.output_steps = "all" if per_step else "last"
-        train_y, test_y = self.real_targets("train"), self.real_targets("test")
-        self.trivial_baseline = float(((test_y - train_y.mean()) ** 2).mean())
+        mean = self.real_targets("train").mean()
+        self.trivial_by_split = {s: float(((self.real_targets(s) - mean) ** 2).mean()) for s in self.data}
+        self.trivial_baseline = self.trivial_by_split["test"]
         self.trivial_note = "predict the training mean" + (" at every step" if per_step else "")
 
     def config(self) -> dict:

@@ -97,9 +97,10 @@ class WindowForecast(ArrayTask):
             x = np.stack([z[o - lookback:o] for o in origins])
             y = np.stack([series[o:o + horizon] for o in origins])
             self._set_split(split, x, y.astype(np.float32))
+            naive = np.stack([seasonal_naive(series, o, horizon, season) for o in origins])
+            self.trivial_by_split = {**self.trivial_by_split, split: float(np.abs(naive - y).mean())}
             if split == "test":
-                naive = np.stack([seasonal_naive(series, o, horizon, season) for o in origins])
-                self.trivial_baseline = float(np.abs(naive - y).mean())
+                self.trivial_baseline = self.trivial_by_split["test"]
                 self.naive = {"mae": self.trivial_baseline, "rmse": float(np.sqrt(((naive - y) ** 2).mean())),
                               "smape": float(smape(naive, y).mean())}
             lo = hi

@@ -228,13 +228,15 @@ def check_resumable(out: Path, run_config: dict) -> None:
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
           out_dir: str | os.PathLike | None = None, overwrite: bool = False, resume: bool = False,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, evaluate_test: bool = True) -> TrainResult:
     """Train ``model`` on ``task``; evaluate on valid each epoch and on test with the best weights.
 
     With ``out_dir``, every epoch leaves ``last.pt`` with the whole training state (weights,
     optimizer, schedule, RNG, history), so ``resume=True`` continues a killed run from its last
     finished epoch and ends with the same weights as an uninterrupted run. ``progress=None`` shows
     a progress bar only on a terminal. Same seed, same thread count: the same loss curve on CPU.
+    ``evaluate_test=False`` never touches the test split (model selection on valid; ``result.test``
+    is empty).
     """
     cfg = cfg or TrainConfig.for_task(task)
     cfg.validate()
@@ -243,7 +245,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
                             f"{task.name!r} needs {task.d_in} -> {task.d_out}")
     config = run_config(model, task, cfg)
     if out_dir is None:
-        return _fit(model, task, cfg, None, None, progress)
+        return _fit(model, task, cfg, None, None, progress, evaluate_test)
     out = prepare_out_dir(out_dir, overwrite, resume)
     if resume:
         check_resumable(out, config)
@@ -251,14 +253,14 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
         if "optimizer" not in state:
             raise SeqbenchError(f"--resume: {out / 'last.pt'} holds weights only (written by an older seqbench); "
                                 "start the run again")
-        return _fit(model, task, cfg, out, state, progress)
+        return _fit(model, task, cfg, out, state, progress, evaluate_test)
     with _run_directory(out, replace=out.is_dir() and any(out.iterdir())) as work:
         atomic_write_json(work / "config.json", config)
-        return _fit(model, task, cfg, work, None, progress)
+        return _fit(model, task, cfg, work, None, progress, evaluate_test)
 
 
 def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resume_state: dict | None,
-         progress: bool | None) -> TrainResult:
+         progress: bool | None, evaluate_test: bool = True) -> TrainResult:
     from tqdm.auto import tqdm
 
     seed_everything(cfg.seed)
@@ -343,10 +345,12 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
     finally:
         bar.close()
 
-    last_state = _clone(model.state_dict())
-    model.load_state_dict(best_state)
-    test = task.evaluate(model, "test", cfg.eval_batch_size)
-    model.load_state_dict(last_state)
+    test = {}
+    if evaluate_test:
+        last_state = _clone(model.state_dict())
+        model.load_state_dict(best_state)
+        test = task.evaluate(model, "test", cfg.eval_batch_size)
+        model.load_state_dict(last_state)
     result = TrainResult(test=test, best_valid=best_valid, best_epoch=best_epoch, history=history,
                          params=count_params(model), receptive_field=model.receptive_field,
                          train_time=train_time, samples_per_sec=seen / train_time if train_time else 0.0)
