@@ -189,6 +189,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _limits(args: argparse.Namespace):
+    from seqbench.recommender import Limits
+    from seqbench.utils import parse_count
+    return Limits(max_step_ms=args.max_step_ms, max_params=parse_count(args.max_params) if args.max_params else None,
+                  max_memory_mb=args.max_memory_mb, batch=args.batch)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from seqbench.recommender import print_recommendation, recommend
+    set_threads(1)  # the driver's own timings and the winner's test: one thread, like the trials
+    rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=args.seeds,
+                    db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
+                    max_epochs=args.max_epochs, progress=False if args.no_progress else None,
+                    task_opts=parse_options(args.task_opt, "--task-opt"))
+    print_recommendation(rec)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import seqbench
+    from seqbench.recommender import candidate_space, measure_costs, write_costs
+    set_threads(args.threads)
+    task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
+    limits = _limits(args)
+    limits.check()
+    cands = candidate_space(task, limits.max_params, _csv(args.models) or None)
+    costs = measure_costs(task, cands, limits.batch, progress=False if args.no_progress else None)
+    write_costs(args.out, task, costs, limits.batch)
+    rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}",
+             "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}"} for c, k in costs.items()]
+    print(format_table(rows, ["candidate", "params", "step (ms)", "sequence (ms)", "memory (MB)"],
+                       align_right=["params", "step (ms)", "sequence (ms)", "memory (MB)"]))
+    print(f"{len(costs)} candidates measured at batch {limits.batch}; written to {args.out} "
+          "(use it with seqbench recommend --costs)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from seqbench.bench import write_report
     paths = write_report(args.db, args.out)
@@ -266,6 +303,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("db")
     r.add_argument("--out", required=True, help="output directory")
     r.set_defaults(func=cmd_report)
+
+    def add_limits(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True, help="a task name (e.g. tsc:GunPoint) or custom with --task-opt path=")
+        p.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
+        p.add_argument("--models", help="comma-separated models to consider (default: every streaming zoo model)")
+        p.add_argument("--max-step-ms", type=float, help="streaming step latency limit at --batch, in ms")
+        p.add_argument("--batch", type=int, default=1, help="batch size the step limit applies to (default 1)")
+        p.add_argument("--max-params", help="parameter limit, e.g. 200k (also the top of the size grid; default 100k)")
+        p.add_argument("--max-memory-mb", type=float, help="memory to stream (weights + state) limit, MB")
+        p.add_argument("--no-progress", action="store_true")
+
+    rc = sub.add_parser("recommend", help="the best architecture and size for a task under your limits")
+    add_limits(rc)
+    rc.add_argument("--time-budget", default="10m", help="time to decide, e.g. 300, 90s, 5m, 1h (default 10m)")
+    rc.add_argument("--seeds", type=int, default=1, help="seeds for the top candidates (2+: ties judged on seed spread)")
+    rc.add_argument("--db", default="recommend.db", help="results store (rerun to resume; default recommend.db)")
+    rc.add_argument("--out", help="directory for recommendation.md/.html/.json, pareto.png and the winner's run")
+    rc.add_argument("--executor", default="local", help="where trials run: local (default) or ray")
+    rc.add_argument("--workers", type=int, help="trials at once (default: CPU cores, one thread each)")
+    rc.add_argument("--costs", help="costs measured on the target device by `seqbench profile` (JSON)")
+    rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
+    rc.set_defaults(func=cmd_recommend)
+
+    pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)")
+    add_limits(pf)
+    pf.add_argument("--out", required=True, help="the costs JSON to write")
+    pf.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a deployment step)")
+    pf.set_defaults(func=cmd_profile)
 
     d = sub.add_parser("demo", help="TCN vs LSTM vs GRU at ~70K parameters on the adding problem")
     d.add_argument("--models", default="tcn,lstm,gru")

@@ -262,8 +262,11 @@ class LocalExecutor(Executor):
         return ended
 
     def close(self) -> None:
-        for proc in self.running:  # interrupted (Ctrl-C): stop the trials
+        for proc in self.running:  # interrupted (Ctrl-C), or a search out of time: stop the trials
             proc.kill()
+        for proc in self.running:
+            proc.join(5)
+            proc.close()
         self.running.clear()
         self.tmp.cleanup()
 

