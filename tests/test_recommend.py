@@ -133,3 +133,18 @@ def test_bad_requests_are_one_line_errors(data, tmp_path, capsys, extra, match):
 def test_durations():
     assert parse_duration("5m") == 300 and parse_duration("90s") == 90 and parse_duration(2) == 2.0
     assert parse_duration("1.5h") == 5400
+
+
+def test_noise_labels_recommend_the_trivial_baseline(tmp_path):
+    """Labels independent of the inputs: nothing beats the majority class on validation, and the
+    answer says so instead of crowning a model."""
+    rng = np.random.default_rng(1)
+    labels = (rng.random(400) < 0.2).astype(int)  # 80% majority, unrelated to the features
+    path = tmp_path / "noise.csv"
+    path.write_text("series,step,a,label\n" + "".join(f"{s},{t},{rng.normal():.3f},{labels[s]}\n"
+                                                     for s in range(400) for t in range(6)))
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=30, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=3, progress=False, task_opts={"path": str(path)})
+    assert rec.ranked, "trials should have run"
+    assert rec.winner is None and rec.test == {}
+    assert "No candidate beat the trivial baseline" in rec.explanation

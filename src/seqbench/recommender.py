@@ -450,7 +450,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         else:
             noise, what = _noise(task, best.valid, task.num_samples("valid")), "validation sampling noise"
         close = [r for r in peers if noise and abs(r.valid - best.valid) <= noise]
-        winner = min([best, *close], key=lambda r: (r.step_ms, r.params))  # within noise: the cheapest step
+        sign = -1 if hib else 1  # within noise: the cheapest step; then fewer params, then the better score
+        winner = min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout))
         if close:
             tie = True
             others = len({r.candidate for r in [best, *close]} - {winner.candidate})
