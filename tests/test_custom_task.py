@@ -102,13 +102,16 @@ def test_malformed_npz_names_the_problem(tmp_path, arrays, match):
 
 
 def test_wrong_extension_and_kind(tmp_path):
-    (tmp_path / "d.txt").write_text("x")
+    (tmp_path / "d.json").write_text("x")
     with pytest.raises(seqbench.SeqbenchError, match="unsupported file type"):
+        seqbench.create_task("custom", path=str(tmp_path / "d.json"))
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(seqbench.SeqbenchError, match="fewer than seq_len"):
         seqbench.create_task("custom", path=str(tmp_path / "d.txt"))
     path = write_csv(tmp_path / "d.csv", classification_rows())
     with pytest.raises(seqbench.SeqbenchError, match="unknown kind"):
         seqbench.create_task("custom", path=str(path), kind="clustering")
-    with pytest.raises(seqbench.SeqbenchError, match="per-step"):
+    with pytest.raises(seqbench.SeqbenchError, match="one label per sequence, not data for kind=per_step"):
         seqbench.create_task("custom", path=str(path), kind="per_step")
 
 

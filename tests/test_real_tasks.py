@@ -85,7 +85,7 @@ def test_variable_length_refuses_non_causal_models():
 def test_forecast_split_scaling_and_naive():
     t = seqbench.create_task("forecast:airpassengers")
     x, y = next(t.batches("train", 4))
-    assert x.shape == (4, 36, 1) and y.shape == (4, 12) and t.d_out == 12
+    assert x.shape == (4, 36, 1) and y.shape == (4, 13) and t.d_out == 12  # [last observed value, 12 targets]
     series = np.asarray(__import__("pmdarima").datasets.load_airpassengers(as_series=False), float)
     assert t.mean == pytest.approx(series[:int(144 * 0.7)].mean())  # fit on train only
     assert 0 < t.trivial_baseline < 100 and set(t.naive) == {"mae", "rmse", "smape"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -92,7 +93,22 @@ def _train_config(args: argparse.Namespace, task) -> "Any":
     from seqbench.train import TrainConfig
     return TrainConfig.for_task(task, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                                 lr=args.lr, clip=args.clip, schedule=args.schedule,
-                                steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile)
+                                steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
+                                early_stop=args.patience)
+
+
+def load_imports(args: argparse.Namespace) -> list[str]:
+    """--import MODULE (repeatable): the user's tasks and models, registered before anything runs."""
+    from seqbench.utils import load_plugin
+    return [load_plugin(spec) for spec in (getattr(args, "imports", None) or [])]
+
+
+def describe_task(task) -> str:
+    """The task as resolved: its options (defaults filled in) and split sizes, for the start of a run."""
+    cfg = {k: v for k, v in task.config().items() if k != "name"}
+    opts = ", ".join(f"{k}={v}" for k, v in cfg.items())
+    sizes = "/".join(f"{task.sizes.get(s, 0):,}" for s in ("train", "valid", "test"))
+    return f"task {task.name}" + (f" ({opts})" if opts else "") + f": train/valid/test {sizes}, seq_len {task.seq_len}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -104,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SeqbenchError("--resume needs the --out of the run to continue")
     if args.resume and args.overwrite:
         raise SeqbenchError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
+    load_imports(args)
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     cfg = _train_config(args, task)
     cfg.validate()
@@ -116,9 +133,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:  # before any output: a different run is an error, not a resume
         from seqbench.train.trainer import check_resumable, run_config
         check_resumable(Path(args.out), run_config(model, task, cfg))
+    print(describe_task(task), file=sys.stderr)  # everything resolved and checked: say what will run
+    print("training: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if v is not None),
+          file=sys.stderr)
     rf = model.receptive_field
     print(f"{args.model} ({model.describe()}): {seqbench.count_params(model):,} params, receptive field "
-          f"{'unbounded' if rf is None else f'{rf:,}'}; task {task.name}, seq_len {task.seq_len}", file=sys.stderr)
+          f"{'unbounded' if rf is None else f'{rf:,}'}", file=sys.stderr)
     if args.resume:
         print(f"resuming the run in {args.out}", file=sys.stderr)
     result = seqbench.train(model, task, cfg, out_dir=args.out, overwrite=args.overwrite, resume=args.resume,
@@ -151,6 +171,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench.runner import get_executor
     from seqbench.bench.sweep import trial_key
     get_executor(args.executor)
+    imports = load_imports(args)
     models, tasks = _csv(args.models), _csv(args.tasks)
     try:
         seeds = [check_seed(int(s), "--seeds") for s in _csv(args.seeds)] or [0]
@@ -173,6 +194,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if train:  # the overrides are part of the trial, so of its key
             t["train"].update(train)
             t["key"] = trial_key(t)
+        if imports:
+            t["imports"] = imports  # trial processes load the same modules
     if not trials:
         raise SeqbenchError("the sweep is empty (no task of the suite has this --budget)")
     summary = run_sweep(trials, args.db, executor=args.executor, workers=args.workers, address=args.address,
@@ -199,10 +222,11 @@ def _limits(args: argparse.Namespace):
 def cmd_recommend(args: argparse.Namespace) -> int:
     from seqbench.recommender import print_recommendation, recommend
     set_threads(1)  # the driver's own timings and the winner's test: one thread, like the trials
+    imports = load_imports(args)
     rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=args.seeds,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
-                    task_opts=parse_options(args.task_opt, "--task-opt"))
+                    task_opts=parse_options(args.task_opt, "--task-opt"), imports=imports)
     print_recommendation(rec)
     return 0
 
@@ -211,6 +235,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import seqbench
     from seqbench.recommender import candidate_space, measure_costs, write_costs
     set_threads(args.threads)
+    load_imports(args)
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     limits = _limits(args)
     limits.check()
@@ -237,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     from seqbench import __version__
     p = argparse.ArgumentParser(prog="seqbench", description="Which sequence architecture should I use? "
                                 "Matched-budget comparisons of TCN, RNNs and more.")
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="your module (name or .py file) that registers tasks/models; repeatable")
     p.add_argument("--version", action="version", version=f"seqbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -250,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list the task suite")
     t.set_defaults(func=cmd_tasks)
 
-    tr = sub.add_parser("train", help="train one model on one task")
+    tr = sub.add_parser("train", help="train one model on one task", parents=[plugin])
     tr.add_argument("--task", required=True)
     tr.add_argument("--model", required=True)
     tr.add_argument("--params", help="parameter budget (e.g. 70k); solves the model's width")
@@ -272,11 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the killed or finished run in --out from its last epoch (same settings)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--patience", type=int, help="early stopping: stop after N epochs without a better valid metric")
     tr.add_argument("--compile", action="store_true",
                     help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
     tr.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("bench", help="run a sweep of models x tasks x seeds into a results database")
+    b = sub.add_parser("bench", help="run a sweep of models x tasks x seeds into a results database", parents=[plugin])
     b.add_argument("--db", required=True, help="SQLite results database (created if missing; reruns resume)")
     b.add_argument("--tasks", help="comma-separated tasks, e.g. adding,copy_memory,smnist")
     b.add_argument("--models", help="comma-separated models, e.g. tcn,lstm,gru")
@@ -314,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-memory-mb", type=float, help="memory to stream (weights + state) limit, MB")
         p.add_argument("--no-progress", action="store_true")
 
-    rc = sub.add_parser("recommend", help="the best architecture and size for a task under your limits")
+    rc = sub.add_parser("recommend", help="the best architecture and size for a task under your limits", parents=[plugin])
     add_limits(rc)
     rc.add_argument("--time-budget", default="10m", help="time to decide, e.g. 300, 90s, 5m, 1h (default 10m)")
     rc.add_argument("--seeds", type=int, default=1, help="seeds for the top candidates (2+: ties judged on seed spread)")
@@ -326,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
     rc.set_defaults(func=cmd_recommend)
 
-    pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)")
+    pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)", parents=[plugin])
     add_limits(pf)
     pf.add_argument("--out", required=True, help="the costs JSON to write")
     pf.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a deployment step)")

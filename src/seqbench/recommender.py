@@ -363,7 +363,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               seeds: int = 1, db: str | Path = "recommend.db", out: str | Path | None = None,
               executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
-              task_name: str | None = None, task_opts: dict | None = None) -> Recommendation:
+              task_name: str | None = None, task_opts: dict | None = None,
+              imports: list[str] | None = None) -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``."""
     import seqbench
@@ -411,6 +412,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     search_id = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     search = _Search(task, task_name, task_opts, allowed, cost_of, rungs, search_id, db, seed, optuna,
                      overhead=TRIAL_OVERHEAD_S + task_load_s)
+    search.imports = list(imports or [])
     try:
         profile_s = time.monotonic() - t_start
         remaining = budget_s - search.spent_before - profile_s
@@ -507,6 +509,7 @@ class _Search:
                 self.study.enqueue_trial(rec["params"])
         self.driver = None
         self.t_start = time.monotonic()
+        self.imports: list[str] = []
 
     def close(self) -> None:
         if self.driver is not None:
@@ -528,6 +531,8 @@ class _Search:
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=self.task_opts, model_opts=opts,
                        train={"lr": round(params["lr"], 6), "epochs": epochs})
         t.update(run=f"search-{self.search_id}-{_tid(params)}-s{s}", keep_state=True, test=False)
+        if self.imports:
+            t["imports"] = self.imports
         return t
 
     def log(self, tid: str, rec: dict) -> None:

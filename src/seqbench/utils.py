@@ -118,3 +118,53 @@ def describe_type(hint: Any) -> str:
     if origin in (list, tuple):
         return f"a non-empty list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+
+
+def load_plugin(spec: str) -> str:
+    """Import the user's module that registers tasks or models: a file path (``my_tasks.py``) or a
+    module name importable from the working directory (``my_tasks``). Returns the resolved file path,
+    which trial processes load the same way. Importing twice is a no-op."""
+    import importlib
+    import importlib.util
+    import sys
+    path = Path(os.path.expanduser(spec))
+    if spec.endswith(".py") or os.sep in spec:
+        if not path.is_file():
+            raise SeqbenchError(f"--import {spec}: no such file")
+        path = path.resolve()
+        name = f"seqbench_plugin_{path.stem}"
+        if name in sys.modules:
+            return str(path)
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        try:
+            mod_spec.loader.exec_module(module)
+        except SeqbenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's code: say where it failed, in one line
+            del sys.modules[name]
+            raise SeqbenchError(f"--import {spec} failed: {type(e).__name__}: {e}") from None
+        return str(path)
+    found = importlib.util.find_spec(spec) if spec.isidentifier() or "." in spec else None
+    if found is None:
+        local = Path.cwd() / f"{spec.replace('.', os.sep)}.py"
+        if local.is_file():
+            return load_plugin(str(local))
+        raise SeqbenchError(f"--import {spec}: no module of that name (give a module on the Python path or a .py file)")
+    try:
+        module = importlib.import_module(spec)
+    except Exception as e:  # noqa: BLE001
+        raise SeqbenchError(f"--import {spec} failed: {type(e).__name__}: {e}") from None
+    return str(Path(module.__file__).resolve()) if getattr(module, "__file__", None) else spec
+
+
+def load_entry_point_plugins() -> None:
+    """Modules advertised by installed packages under the ``seqbench.plugins`` entry-point group."""
+    from importlib.metadata import entry_points
+    for ep in entry_points(group="seqbench.plugins"):
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break seqbench
+            import warnings
+            warnings.warn(f"seqbench plugin {ep.name} ({ep.value}) failed to load: {type(e).__name__}: {e}")

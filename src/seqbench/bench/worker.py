@@ -76,6 +76,9 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
     from seqbench.utils import seed_everything
 
     torch.set_num_threads(max(1, threads))
+    from seqbench.utils import load_plugin
+    for spec in trial.get("imports", ()):  # the user's --import modules: their tasks and models
+        load_plugin(spec)
     data = trial.get("data")
     if data and file_digest(trial["task_opts"]["path"]) != data["sha256"]:
         raise SeqbenchError(f"{trial['task_opts']['path']} changed since the sweep started (sha256 differs); "

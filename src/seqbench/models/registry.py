@@ -143,5 +143,7 @@ def model_from_config(config: dict) -> SeqModel:
 
 
 def _ensure_loaded() -> None:
-    # Importing the zoo modules runs their @register_model decorators.
+    # Importing the zoo modules runs their @register_model decorators; plugins register theirs.
     import seqbench.models.zoo  # noqa: F401
+    from seqbench.tasks.registry import _ensure_loaded as load_tasks_and_plugins
+    load_tasks_and_plugins()

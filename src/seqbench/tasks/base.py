@@ -65,6 +65,11 @@ class Task:
         """Arguments that rebuild this task with ``create_task``."""
         return {"name": self.name}
 
+    def fitted(self) -> dict[str, Any]:
+        """What the task fitted on its training data (class names, normalization, vocabulary...),
+        saved in a run's config.json so predictions on new data use the same."""
+        return {}
+
     def num_samples(self, split: str) -> int:
         self._check_split(split)
         return self.sizes[split]

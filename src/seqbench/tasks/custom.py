@@ -27,9 +27,10 @@ from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, split_target, step_mask
 from seqbench.tasks.base import Metric, Task
 from seqbench.tasks.forecast import WindowForecast
+from seqbench.tasks.language import TokenStream
 from seqbench.tasks.registry import register_task
 
-KINDS = ("auto", "classification", "regression", "per_step", "forecast")
+KINDS = ("auto", "classification", "regression", "per_step", "forecast", "lm")
 
 
 def _fail(path, msg: str) -> SeqbenchError:
@@ -93,19 +94,25 @@ def _check_finite(path, name: str, a: np.ndarray) -> np.ndarray:
 
 
 def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_col: str,
-              value_col: str | None, features: list[str] | None) -> dict:
-    """{x: list of (L_i, d) arrays, y: per-sequence (N,) or per-step list, or series (T,)}."""
+              value_col: str | None, features: list[str] | None, split_col: str = "split") -> dict:
+    """{x: list of (L_i, d) arrays, y: per-sequence (N,) or per-step list, optional split per
+    sequence}, or {series: (T,)}, or {text: str}, or {tokens: (T,) ids}."""
     if not path.exists():
-        raise SeqbenchError(f"{path}: no such file; give the path of a .csv, .parquet or .npz file")
+        raise SeqbenchError(f"{path}: no such file; give the path of a .csv, .parquet, .npz or .txt file")
     if path.is_dir():
-        raise SeqbenchError(f"{path} is a directory; give the path of a .csv, .parquet or .npz file")
+        raise SeqbenchError(f"{path} is a directory; give the path of a .csv, .parquet, .npz or .txt file")
     if path.stat().st_size == 0:
         raise _fail(path, "is empty (0 bytes)")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _load_npz(path)
+    if suffix == ".txt":
+        try:
+            return {"text": path.read_text(encoding="utf-8")}
+        except UnicodeDecodeError as e:
+            raise _fail(path, f"is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     if suffix not in (".csv", ".parquet"):
-        raise _fail(path, f"unsupported file type {suffix or '(none)'}; use .csv, .parquet or .npz")
+        raise _fail(path, f"unsupported file type {suffix or '(none)'}; use .csv, .parquet, .npz or .txt")
     df = read_table(path)
     df.columns = [str(c).strip() for c in df.columns]
     if id_col not in df.columns:  # a lone series to forecast
@@ -124,7 +131,7 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
     if not has_label and not has_target:
         raise _fail(path, f"needs a {label_col!r} column (one per sequence) or a {target_col!r} column (one per "
                           f"step); columns: {', '.join(df.columns)}")
-    reserved = {id_col, time_col, label_col, target_col}
+    reserved = {id_col, time_col, label_col, target_col, split_col}
     feats = features or [c for c in df.columns if c not in reserved]
     missing = [c for c in feats if c not in df.columns]
     if missing:
@@ -139,14 +146,31 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         df = df.sort_values([id_col, time_col], kind="stable")
     values = _numeric(df, feats, path)
     ycol = label_col if has_label else target_col
-    yv = _numeric(df, [ycol], path)[:, 0]
+    pd = require("pandas")
+    if has_label and pd.to_numeric(df[ycol], errors="coerce").isna().any():  # class names: kept as text
+        if df[ycol].isna().any():
+            raise _fail(path, f"column {ycol!r} has missing labels (data row {int(np.flatnonzero(df[ycol].isna())[0]) + 1})")
+        yv = df[ycol].astype(str).str.strip().to_numpy()
+    else:
+        yv = _numeric(df, [ycol], path)[:, 0]
+    splits = None
+    if split_col in df.columns:
+        splits = df[split_col].astype(str).str.strip().str.lower().to_numpy()
+        bad = sorted(set(splits) - {"train", "valid", "test"})
+        if bad:
+            raise _fail(path, f"column {split_col!r} has {bad[0]!r}; its values must be train, valid or test")
     ids = df[id_col].to_numpy()
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     order = np.argsort(first)  # sequences in order of first appearance
-    xs, ys = [], []
+    xs, ys, seq_splits = [], [], []
     for g in order:
         rows = np.flatnonzero(inverse == g)
         xs.append(values[rows])
+        if splits is not None:
+            if len(set(splits[rows])) > 1:
+                raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {split_col!r} value; a "
+                                  "sequence belongs to one split")
+            seq_splits.append(splits[rows[0]])
         if has_label:
             if np.unique(yv[rows]).size > 1:
                 raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {label_col!r} value; a label "
@@ -154,7 +178,8 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
             ys.append(yv[rows[0]])
         else:
             ys.append(yv[rows])
-    return {"x": xs, "y": np.array(ys) if has_label else ys, "per_step": not has_label}
+    return {"x": xs, "y": np.array(ys) if has_label else ys, "per_step": not has_label,
+            "split": np.array(seq_splits) if splits is not None else None}
 
 
 def _load_npz(path: Path) -> dict:
@@ -172,6 +197,11 @@ def _load_npz(path: Path) -> dict:
         if s.ndim != 1:
             raise _fail(path, f"'series' must be 1-D (T,), got shape {s.shape}")
         return {"series": s}
+    if "tokens" in arrays:
+        t = _check_finite(path, "tokens", arrays["tokens"])
+        if t.ndim != 1 or not _integral(t) or (t < 0).any():
+            raise _fail(path, f"'tokens' must be 1-D non-negative integer ids, got shape {t.shape}")
+        return {"tokens": t.astype(np.int64)}
     for key in ("x", "y"):
         if key not in arrays:
             raise _fail(path, f"has no array {key!r} (arrays: {', '.join(arrays) or 'none'}); an NPZ needs x (N, L[, d]) "
@@ -199,7 +229,8 @@ def _load_npz(path: Path) -> dict:
     if y.ndim > 2:
         raise _fail(path, f"'y' must be (N,) or (N, L), got shape {y.shape}")
     xs = [x[i, :lengths[i]] for i in range(N)]
-    return {"x": xs, "y": [y[i, :lengths[i]] for i in range(N)] if per_step else y, "per_step": per_step}
+    return {"x": xs, "y": [y[i, :lengths[i]] for i in range(N)] if per_step else y, "per_step": per_step,
+            "split": None}
 
 
 def _plain(v):
@@ -211,40 +242,119 @@ def _integral(y: np.ndarray) -> bool:
     return bool(np.all(np.equal(np.mod(y, 1), 0)))
 
 
+# Options that only some kinds of data take; giving one the data does not use is an error.
+ONLY_FOR = {"value": {"forecast"}, "lookback": {"forecast"}, "horizon": {"forecast"}, "season": {"forecast"},
+            "transform": {"forecast"}, "label": {"classification", "regression"},
+            "target": {"per_step"}, "features": {"classification", "regression", "per_step"},
+            "normalize": {"classification", "regression", "per_step"}, "test_path": {"classification", "regression",
+                                                                                   "per_step"},
+            "level": {"lm"}, "seq_len": {"lm"}, "valid_len": {"lm"}, "id": {"classification", "regression", "per_step"},
+            "step": {"classification", "regression", "per_step", "forecast"}}
+DEFAULTS = {"id": "series", "step": "step", "label": "label", "target": "target", "normalize": "none",
+            "transform": "none", "horizon": 1, "season": 1, "level": "char", "seq_len": 128, "valid_len": 64}
+NORMALIZE = ("none", "series", "feature")
+TRANSFORMS = ("none", "diff", "log", "returns")
+
+
+def parse_split(split: str | None, path) -> tuple[float, float, float] | None:
+    if split is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in str(split).split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or parts[0] <= 0 or abs(sum(parts) - 1) > 1e-6:
+        raise _fail(path, f"split={split!r} must be three fractions train,valid,test summing to 1, e.g. 0.7,0.15,0.15")
+    return parts  # type: ignore[return-value]
+
+
 @register_task("custom", listed_variants=())  # needs a file: described in `seqbench tasks`' footer
-def custom_task(path: str = "", kind: str = "auto", id: str = "series", step: str = "step", label: str = "label",
-                target: str = "target", value: str | None = None, features: str | None = None,
-                lookback: int | None = None, horizon: int = 1, season: int = 1, seed: int = 0) -> Task:
-    """Your own CSV/Parquet/NPZ file (classification, regression, per-step targets or forecasting)."""
+def custom_task(path: str = "", kind: str = "auto", id: str | None = None, step: str | None = None,
+                label: str | None = None, target: str | None = None, value: str | None = None,
+                features: str | None = None, lookback: int | None = None, horizon: int | None = None,
+                season: int | None = None, seed: int = 0, split: str | None = None, test_path: str | None = None,
+                normalize: str | None = None, transform: str | None = None, level: str | None = None,
+                seq_len: int | None = None, valid_len: int | None = None) -> Task:
+    """Your own file: CSV/Parquet/NPZ sequences (classification, regression, per-step targets), a
+    series to forecast, or text / token ids to model (see README, "Your own data")."""
+    given = {k: v for k, v in dict(id=id, step=step, label=label, target=target, value=value, features=features,
+                                   lookback=lookback, horizon=horizon, season=season, split=split, test_path=test_path,
+                                   normalize=normalize, transform=transform, level=level, seq_len=seq_len,
+                                   valid_len=valid_len).items() if v is not None}
+    opt = {**DEFAULTS, **given}
     if not path:
         raise SeqbenchError("the custom task needs a file: create_task('custom', path='data.csv') "
                             "or --task-opt path=data.csv")
     if kind not in KINDS:
         raise SeqbenchError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    for key, allowed in (("normalize", NORMALIZE), ("transform", TRANSFORMS), ("level", ("char", "word"))):
+        if opt[key] not in allowed:
+            raise SeqbenchError(f"{key}={opt[key]!r} is not one of {', '.join(allowed)}")
     p = Path(os.path.expanduser(str(path)))
     feature_list = [f.strip() for f in features.split(",") if f.strip()] if features else None
     if feature_list:
-        taken = sorted({id, step, label, target} & set(feature_list))
+        taken = sorted({opt["id"], opt["step"], opt["label"], opt["target"]} & set(feature_list))
         if taken:
             raise SeqbenchError(f"features={features!r} names the {', '.join(map(repr, taken))} column: the id, step, "
                                 "label and target columns cannot be inputs (the label would leak into them)")
-    data = load_file(p, id_col=id, time_col=step, label_col=label, target_col=target, value_col=value,
-                     features=feature_list)
-    opts = {k: v for k, v in dict(path=str(path), id=id, step=step, label=label, target=target, value=value,
-                                   features=features, seed=seed).items() if v is not None}
-    if "series" in data:
-        if kind not in ("auto", "forecast"):
-            raise _fail(p, f"holds one series (to forecast), not sequences for kind={kind!r}")
-        return CustomForecast(data["series"], p, lookback, horizon, season, opts)
+    data = load_file(p, id_col=opt["id"], time_col=opt["step"], label_col=opt["label"], target_col=opt["target"],
+                     value_col=value, features=feature_list)
+    fractions = parse_split(split, p)
+    if "text" in data or "tokens" in data:
+        found = "lm"
+    elif "series" in data:
+        found = "forecast"
+    elif data["per_step"]:
+        found = "per_step"
+        if kind == "auto" and _integral(np.concatenate(data["y"])) and _integral(np.concatenate(data["x"])):
+            raise _fail(p, "per-step targets and inputs are all integers: are they token ids? Pass kind=lm with "
+                           "a 1-D 'tokens' array for language modelling, or kind=per_step to regress them as numbers")
+    else:
+        found = "classification" if (data["y"].dtype.kind in "USO" or _integral(data["y"])) else "regression"
+    if kind not in ("auto", found) and not (found in ("classification", "regression") and
+                                            kind in ("classification", "regression")):
+        raise _fail(p, f"holds {_DESCRIBE[found]}, not data for kind={kind}")
+    kind = found if kind == "auto" else kind
+    unused = sorted(k for k in given if k in ONLY_FOR and kind not in ONLY_FOR[k])
+    if unused:
+        raise SeqbenchError(f"option(s) {', '.join(unused)} do not apply to {p.name} (read as kind={kind}); "
+                            f"remove them (options for {kind}: {', '.join(_options_for(kind))})")
+    resolved = {"lm": ("level", "seq_len", "valid_len"), "forecast": ("horizon", "season", "transform")}.get(
+        kind, ("normalize",))  # the defaults that shape this kind of task, printed and saved with the run
+    opts = {"path": str(path), "kind": kind, "seed": seed, **{k: opt[k] for k in resolved}, **given}
+    if kind == "lm":
+        return CustomText(data, p, opt["level"], opt["seq_len"], opt["valid_len"], fractions, opts)
     if kind == "forecast":
-        raise _fail(p, "kind=forecast needs one series: a file without an id column (CSV) or a 'series' array (NPZ)")
-    per_step, y = data["per_step"], data["y"]
-    if kind == "auto":
-        kind = "per_step" if per_step else ("classification" if _integral(y) else "regression")
-    if (kind == "per_step") != per_step:
-        raise _fail(p, f"kind={kind} needs {'a per-step target' if kind == 'per_step' else 'one label per sequence'}")
+        return CustomForecast(data["series"], p, lookback, opt["horizon"], opt["season"], opt["transform"],
+                              fractions, opts)
+    if test_path is not None:  # a second file holds the test sequences
+        tp = Path(os.path.expanduser(str(test_path)))
+        test = load_file(tp, id_col=opt["id"], time_col=opt["step"], label_col=opt["label"],
+                         target_col=opt["target"], value_col=value, features=feature_list)
+        if "x" not in test or test["per_step"] != data["per_step"]:
+            raise _fail(tp, f"must hold the same kind of sequences as {p.name} (kind={kind})")
+        data = _join_test(data, test)
     cls = CustomClassification if kind == "classification" else CustomRegression
-    return cls(data, p, kind, seed, opts)
+    return cls(data, p, kind, seed, fractions, opt["normalize"], opts)
+
+
+_DESCRIBE = {"lm": "text or token ids (kind=lm)", "forecast": "one series (to forecast)",
+             "per_step": "a target per step (kind=per_step)", "classification": "one label per sequence",
+             "regression": "one value per sequence"}
+
+
+def _options_for(kind: str) -> list[str]:
+    return ["seed", "split"] + sorted(k for k, kinds in ONLY_FOR.items() if kind in kinds)
+
+
+def _join_test(data: dict, test: dict) -> dict:
+    """Sequences of the main file (train/valid) and of the test file, with their split marked."""
+    if data.get("split") is not None and (data["split"] == "test").any():
+        raise SeqbenchError("give the test sequences either in a split column or as test_path, not both")
+    main_split = data["split"] if data.get("split") is not None else np.array(["trainval"] * len(data["x"]))
+    y = (np.concatenate([data["y"], test["y"]]) if not data["per_step"] else list(data["y"]) + list(test["y"]))
+    return {"x": list(data["x"]) + list(test["x"]), "y": y, "per_step": data["per_step"],
+            "split": np.concatenate([main_split, np.array(["test"] * len(test["x"]))])}
 
 
 class CustomForecast(WindowForecast):
@@ -252,20 +362,28 @@ class CustomForecast(WindowForecast):
     kind = "forecast"
     source = "user file"
 
-    def __init__(self, series: np.ndarray, path: Path, lookback: int | None, horizon: int, season: int, opts: dict):
+    def __init__(self, series: np.ndarray, path: Path, lookback: int | None, horizon: int, season: int,
+                 transform: str, fractions, opts: dict):
         super().__init__()
         if len(series) < 10:
             raise _fail(path, f"the series has {len(series)} values; forecasting needs at least 10")
+        if transform in ("log", "returns") and (series <= 0).any():
+            raise _fail(path, f"transform={transform} needs a positive series; it has values <= 0 (use diff)")
         self.opts = opts
-        self._setup(series, lookback or max(2 * season, min(24, len(series) // 5)), horizon, season)
+        self._setup(series, lookback or max(2 * season, min(24, len(series) // 5)), horizon, season,
+                    fractions=fractions[:2] if fractions else (0.7, 0.15), transform=transform)
 
     def config(self) -> dict:
-        return {"name": "custom", "kind": "forecast", **self.opts, "lookback": self.lookback,
-                "horizon": self.horizon, "season": self.season}
+        return {"name": "custom", **self.opts, "lookback": self.lookback}
+
+    def fitted(self) -> dict:
+        return {"scale": {"mean": self.mean, "std": self.std}, "transform": self.transform,
+                "lookback": self.lookback, "horizon": self.horizon, "season": self.season}
 
 
-def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype) -> None:
-    """Pad the sequences to one length and split them 70/15/15 at random (``seed``) into ``task``."""
+def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, fractions, stratify) -> None:
+    """Pad the sequences to one length and split them: by the file's split column (or test file),
+    else at random (``seed``) by ``fractions`` (default 70/15/15), per class when ``stratify``."""
     xs, y = data["x"], data["y"]
     dims = {s.shape[1] for s in xs}
     if len(dims) != 1:
@@ -283,39 +401,104 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype) 
             yy[i, :len(s)] = s
         y = yy
     y = y.astype(y_dtype)
-    order = np.random.default_rng(seed).permutation(len(xs))
-    n_hold = max(1, int(round(0.15 * len(xs))))
-    parts = {"train": order[2 * n_hold:], "valid": order[n_hold:2 * n_hold], "test": order[:n_hold]}
+    parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
+                           path)
+    task.split_sizes = {k: len(v) for k, v in parts.items()}
     for split, idx in parts.items():
         task._set_split(split, x[idx], y[idx], lengths[idx])
     task.d_in, task.seq_len = x.shape[2], L
 
 
+def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    fixed = {}
+    if marks is not None:
+        fixed = {s: np.flatnonzero(marks == s) for s in ("train", "valid", "test")}
+        free = np.flatnonzero(marks == "trainval")  # from a test file: train/valid still to split
+        if len(free):
+            fixed["train"], fixed["valid"] = _cut(free, labels, (fractions[0], fractions[1]), rng)
+        for s, idx in fixed.items():
+            if len(idx) == 0:
+                raise _fail(path, f"the split column gives no {s} sequences; every split needs at least one")
+        return fixed
+    return dict(zip(("train", "valid", "test"), _cut(np.arange(n), labels, fractions, rng)))
+
+
+def _cut(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ...]:
+    """Split ``idx`` by ``fractions`` at random; with ``labels``, within each class (stratified)."""
+    groups = [idx] if labels is None else [idx[labels[idx] == c] for c in np.unique(labels[idx])]
+    cuts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for g in groups:
+        g = rng.permutation(g)
+        bounds = np.cumsum([0] + [f / sum(fractions) for f in fractions]) * len(g)
+        edges = np.round(bounds).astype(int)
+        for k in range(len(fractions)):
+            cuts[k].append(g[edges[k]:edges[k + 1]])
+    out = [np.sort(np.concatenate(c)) for c in cuts]
+    for k in range(1, len(out)):  # every split gets at least one sequence
+        if len(out[k]) == 0 and len(out[0]) > 1:
+            out[k], out[0] = out[0][-1:], out[0][:-1]
+    return tuple(out)
+
+
+def _normalizer(task: ArrayTask, how: str) -> dict:
+    """Fit on train only and apply to every split: 'series' z-normalizes each sequence's channels
+    over its real steps; 'feature' uses each feature's mean and std over all training steps."""
+    if how == "none":
+        return {"how": "none"}
+    if how == "feature":
+        x, _, ln = task.data["train"]
+        real = x[np.arange(x.shape[1])[None] < (ln if ln is not None else np.full(len(x), x.shape[1]))[:, None]]
+        mean, std = real.mean(axis=0), real.std(axis=0)
+        std = np.where(std > 1e-8, std, 1.0)
+    for s, (x, y, ln) in task.data.items():
+        mask = (np.arange(x.shape[1])[None] < (ln if ln is not None else np.full(len(x), x.shape[1]))[:, None])
+        if how == "series":
+            cnt = mask.sum(1, keepdims=True)[..., None]
+            m = (x * mask[..., None]).sum(1, keepdims=True) / cnt
+            sd = np.sqrt((((x - m) * mask[..., None]) ** 2).sum(1, keepdims=True) / cnt)
+            x = (x - m) / np.where(sd > 1e-8, sd, 1.0)
+        else:
+            x = (x - mean) / std
+        task.data[s] = ((x * mask[..., None]).astype(np.float32), y, ln)  # padding stays 0
+    return {"how": how} if how == "series" else {"how": how, "mean": mean.tolist(), "std": std.tolist()}
+
+
 class CustomClassification(ClassificationTask):
-    """Sequences with one integer class label each, read at the last real step."""
+    """Sequences with one class label each (integers 0..K-1 or names), read at the last real step."""
 
     name = "custom"
     kind = "classification"
     source = "user file"
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 20}
 
-    def __init__(self, data: dict, path: Path, kind: str, seed: int, opts: dict):
+    def __init__(self, data: dict, path: Path, kind: str, seed: int, fractions, normalize: str, opts: dict):
         super().__init__()
         self.opts, y = opts, data["y"]
-        if not _integral(y) or (y < 0).any():
-            raise _fail(path, "classification labels must be integers >= 0 (class ids)")
-        classes = np.unique(y)
-        if classes.size < 2:
-            raise _fail(path, f"the label column has only one class ({_plain(y[0].astype(np.int64))}); "
-                              "classification needs >= 2 (or pass kind=regression)")
-        if y.max() >= max(10 * classes.size, 1000):
-            raise _fail(path, f"labels run up to {int(y.max()):,} for {classes.size} distinct classes; class ids are "
-                              f"0..K-1: renumber them (or pass kind=regression for numeric targets)")
-        _padded_splits(self, data, path, seed, np.int64)
+        if y.dtype.kind in "USO":  # class names: sorted, encoded 0..K-1; the names are kept for predictions
+            self.classes = [str(c) for c in np.unique(y.astype(str))]
+            y = np.searchsorted(np.array(self.classes), y.astype(str))
+        else:
+            if not _integral(y) or (y < 0).any():
+                raise _fail(path, "classification labels must be integers >= 0 (class ids) or names")
+            if y.max() >= max(10 * np.unique(y).size, 1000):
+                raise _fail(path, f"labels run up to {int(y.max()):,} for {np.unique(y).size} distinct classes; "
+                                  "class ids are 0..K-1: renumber them (or pass kind=regression for numeric targets)")
+            self.classes = [str(c) for c in range(int(y.max()) + 1)]
+        if np.unique(y).size < 2:
+            raise _fail(path, f"the label column has only one class ({self.classes[int(y[0])]!r}); classification "
+                              "needs >= 2 (or pass kind=regression)")
+        _padded_splits(self, {**data, "y": y}, path, seed, np.int64, fractions, stratify=True)
+        self.normalization = _normalizer(self, normalize)
         self._finish_classes()
+        self.num_classes = self.d_out = max(self.num_classes, len(self.classes))
+        self.chance_level = 1.0 / self.num_classes
 
     def config(self) -> dict:
-        return {"name": "custom", "kind": self.kind, **self.opts}
+        return {"name": "custom", **self.opts}
+
+    def fitted(self) -> dict:
+        return {"classes": self.classes, "normalize": self.normalization}
 
 
 class CustomRegression(ArrayTask):
@@ -326,10 +509,13 @@ class CustomRegression(ArrayTask):
     metric = Metric("mse", higher_is_better=False)
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 20}
 
-    def __init__(self, data: dict, path: Path, kind: str, seed: int, opts: dict):
+    def __init__(self, data: dict, path: Path, kind: str, seed: int, fractions, normalize: str, opts: dict):
         super().__init__()
         self.kind, self.opts, per_step = kind, opts, data["per_step"]
-        _padded_splits(self, data, path, seed, np.float32)
+        if data["y"].dtype.kind in "USO" if not per_step else False:
+            raise _fail(path, "kind=regression needs numeric labels; these are names (use kind=classification)")
+        _padded_splits(self, data, path, seed, np.float32, fractions, stratify=False)
+        self.normalization = _normalizer(self, normalize)
         self.d_out = 1
         self.output_steps = "all" if per_step else "last"
         mean = self.real_targets("train").mean()
@@ -338,7 +524,10 @@ class CustomRegression(ArrayTask):
         self.trivial_note = "predict the training mean" + (" at every step" if per_step else "")
 
     def config(self) -> dict:
-        return {"name": "custom", "kind": self.kind, **self.opts}
+        return {"name": "custom", **self.opts}
+
+    def fitted(self) -> dict:
+        return {"normalize": self.normalization}
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
         return self._sq_err(out, target).mean()
@@ -354,3 +543,46 @@ class CustomRegression(ArrayTask):
         err = (out[..., 0] - y).square()
         mask = step_mask(lengths, y.shape[1])
         return err.flatten() if mask is None else err[mask]
+
+
+class CustomText(TokenStream):
+    """Language modelling on your text (characters, or words with level=word) or token ids (NPZ
+    'tokens'): a contiguous 90/5/5 split (or split=), vocabulary from the training part (unseen
+    tokens map to <unk>), windows of seq_len with the last valid_len scored, like ptb_char."""
+
+    name = "custom"
+    kind = "lm"
+    source = "user file"
+    recommended = {"optimizer": "adam", "lr": 2e-3, "batch_size": 32, "epochs": 10, "clip": 0.5}
+
+    def __init__(self, data: dict, path: Path, level: str, seq_len: int, valid_len: int, fractions, opts: dict):
+        super().__init__()
+        self.opts, self.level = opts, level
+        self.metric = Metric("bpc" if level == "char" and "text" in data else "ppl", higher_is_better=False)
+        fr = fractions or (0.9, 0.05, 0.05)
+        if "text" in data:
+            from seqbench.tasks.language import _tokens
+            toks = _tokens(data["text"], level)
+            a, b = int(len(toks) * fr[0]), int(len(toks) * (fr[0] + fr[1]))
+            parts = {"train": toks[:a], "valid": toks[a:b], "test": toks[b:]}
+            vocab = sorted(set(parts["train"]) | {"<unk>"})
+            index = {w: i for i, w in enumerate(vocab)}
+            arrays = {k: np.array([index.get(t, index["<unk>"]) for t in v], dtype=np.int64) for k, v in parts.items()}
+        else:
+            ids = data["tokens"]
+            a, b = int(len(ids) * fr[0]), int(len(ids) * (fr[0] + fr[1]))
+            arrays = {"train": ids[:a], "valid": ids[a:b], "test": ids[b:]}
+            vocab = [str(i) for i in range(int(ids.max()) + 1)]
+        if len(vocab) < 2:
+            raise _fail(path, "has fewer than 2 distinct tokens in its training part; nothing to model")
+        try:
+            self._setup({"vocab": np.array(vocab), **arrays}, seq_len, valid_len, None)
+        except SeqbenchError as e:
+            raise _fail(path, str(e)) from None
+        self.embed_dim = 64 if level == "char" else 128
+
+    def config(self) -> dict:
+        return {"name": "custom", **self.opts}
+
+    def fitted(self) -> dict:
+        return {"vocab": self.vocab}

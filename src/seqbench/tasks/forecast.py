@@ -75,7 +75,11 @@ class WindowForecast(ArrayTask):
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 50}
 
     def _setup(self, series: np.ndarray, lookback: int, horizon: int, season: int,
-               fractions: tuple[float, float] = (0.7, 0.15)) -> None:
+               fractions: tuple[float, float] = (0.7, 0.15), transform: str = "none") -> None:
+        """Windows of the series. ``transform`` is what the model sees and predicts: the values
+        ("none"), their logs, their differences ("diff", for random walks) or relative changes
+        ("returns"); forecasts are turned back into values before scoring, so metrics are always
+        on the original scale. A target row is [the last observed value, the next ``horizon``]."""
         series = np.asarray(series, dtype=np.float64)
         if series.ndim != 1 or not np.isfinite(series).all():
             raise SeqbenchError(f"task {self.name!r}: the series must be 1-D and finite")
@@ -84,10 +88,13 @@ class WindowForecast(ArrayTask):
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         T = len(series)
         ends = (int(T * fractions[0]), int(T * (fractions[0] + fractions[1])), T)  # split boundaries
-        first = max(lookback, season * math.ceil(horizon / season))  # origins with a full lookback and a naive
+        lagged = transform in ("diff", "returns")  # u_0 has no predecessor: windows start after it
+        first = max(lookback + lagged, season * math.ceil(horizon / season), 1)  # a full lookback, a naive, an anchor
         self.lookback, self.horizon, self.season, self.d_out, self.seq_len = lookback, horizon, season, horizon, lookback
-        self.mean, self.std = float(series[:ends[0]].mean()), float(series[:ends[0]].std() or 1.0)
-        z = (series - self.mean) / self.std
+        self.transform = transform
+        u = transformed(series, transform)
+        self.mean, self.std = float(u[lagged:ends[0]].mean()), float(u[lagged:ends[0]].std() or 1.0)
+        z = (u - self.mean) / self.std
         lo = 0
         for split, hi in zip(("train", "valid", "test"), ends):
             origins = np.arange(max(lo, first), hi - horizon + 1)
@@ -95,8 +102,9 @@ class WindowForecast(ArrayTask):
                 raise SeqbenchError(f"task {self.name!r}: the {split} part ({hi - lo} steps) holds no window of "
                                     f"lookback {lookback} + horizon {horizon}; use a smaller lookback/horizon")
             x = np.stack([z[o - lookback:o] for o in origins])
-            y = np.stack([series[o:o + horizon] for o in origins])
-            self._set_split(split, x, y.astype(np.float32))
+            y = np.stack([series[o - 1:o + horizon] for o in origins])  # [anchor, the horizon's values]
+            self._set_split(split, x, y.astype(np.float64))
+            y = y[:, 1:]
             naive = np.stack([seasonal_naive(series, o, horizon, season) for o in origins])
             self.trivial_by_split = {**self.trivial_by_split, split: float(np.abs(naive - y).mean())}
             if split == "test":
@@ -107,11 +115,18 @@ class WindowForecast(ArrayTask):
         self.trivial_note = f"seasonal naive (season {season}) on the test windows"
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(out[:, -1], (target - self.mean) / self.std)  # in scaled units
+        u = transformed_targets(target, self.transform)  # what the model predicts, in scaled units
+        return F.mse_loss(out[:, -1], ((u - self.mean) / self.std).to(out.dtype))
+
+    def forecast(self, out: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """Model outputs (B, L or 1, horizon) -> forecasts on the series' own scale (B, horizon)."""
+        u = out[:, -1].double() * self.std + self.mean
+        return inverse_transform(u, anchor.double(), self.transform)
 
     def score(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, tuple[float, int]]:
-        pred = out[:, -1].double() * self.std + self.mean
-        err = pred - target.double()
+        target = target.double()
+        pred, target = self.forecast(out, target[:, 0]), target[:, 1:]
+        err = pred - target
         n = err.numel()
         return {"mae": (float(err.abs().sum()), n), "mse": (float(err.square().sum()), n),
                 "smape": (float(smape(pred.numpy(), target.double().numpy()).sum()), n)}
@@ -119,6 +134,39 @@ class WindowForecast(ArrayTask):
     def finalize(self, means: dict[str, float]) -> dict[str, float]:
         means["rmse"] = math.sqrt(means.pop("mse"))
         return means
+
+
+def transformed(series: np.ndarray, transform: str) -> np.ndarray:
+    """The series as the model sees it (index-aligned; diff/returns start with a 0 that no window uses)."""
+    if transform == "log":
+        return np.log(series)
+    if transform == "diff":
+        return np.concatenate([[0.0], np.diff(series)])
+    if transform == "returns":
+        return np.concatenate([[0.0], series[1:] / series[:-1] - 1.0])
+    return series
+
+
+def transformed_targets(target: torch.Tensor, transform: str) -> torch.Tensor:
+    """Rows [anchor, y_1..y_H] -> the transformed future values u_1..u_H."""
+    if transform == "log":
+        return torch.log(target[:, 1:])
+    if transform == "diff":
+        return target[:, 1:] - target[:, :-1]
+    if transform == "returns":
+        return target[:, 1:] / target[:, :-1] - 1.0
+    return target[:, 1:]
+
+
+def inverse_transform(u: torch.Tensor, anchor: torch.Tensor, transform: str) -> torch.Tensor:
+    """Predicted transformed values (B, H) and the last observed value (B,) -> values (B, H)."""
+    if transform == "log":
+        return torch.exp(u)
+    if transform == "diff":
+        return anchor[:, None] + torch.cumsum(u, dim=1)
+    if transform == "returns":
+        return anchor[:, None] * torch.cumprod(1.0 + u, dim=1)
+    return u
 
 
 def smape(pred: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -53,34 +53,42 @@ def _build(level: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-class _PTB(Task):
-    input_kind = "tokens"
-    level = "word"
-    source = "Penn Treebank (Mikolov's preprocessing), from the treebank package"
+class TokenStream(Task):
+    """Language modelling on token streams (ids): windows of ``seq_len`` inputs, the next token as
+    target, the last ``valid_len`` positions of each window scored (every token scored once).
+    Subclasses call ``_setup`` with {vocab, train, valid, test} id arrays."""
 
-    def __init__(self, seq_len: int, valid_len: int, max_tokens: int | None):
-        super().__init__()
+    input_kind = "tokens"
+    level = "char"
+
+    def _setup(self, arrays: dict[str, np.ndarray], seq_len: int, valid_len: int, max_tokens: int | None) -> None:
         if not (isinstance(seq_len, int) and isinstance(valid_len, int) and 1 <= valid_len <= seq_len):
             raise SeqbenchError(f"need 1 <= valid_len <= seq_len, got seq_len={seq_len}, valid_len={valid_len}")
         if max_tokens is not None and max_tokens <= seq_len:
             raise SeqbenchError(f"max_tokens must exceed seq_len ({seq_len}), got {max_tokens}")
         self.seq_len, self.valid_len, self.max_tokens = seq_len, valid_len, max_tokens
-        a = cached_arrays(f"ptb-{self.level}", lambda: _build(self.level), PREPROCESSING_VERSION)
-        self.vocab = [str(w) for w in a["vocab"]]
+        self.vocab = [str(w) for w in arrays["vocab"]]
         self.d_in = self.d_out = self.vocab_size = len(self.vocab)
-        self.streams = {k: torch.from_numpy(a[k][:max_tokens].astype(np.int64)) for k in ("train", "valid", "test")}
-        self.windows = {k: self._windows(len(s)) for k, s in self.streams.items()}
+        self.streams = {k: torch.from_numpy(arrays[k][:max_tokens].astype(np.int64)) for k in ("train", "valid", "test")}
+        self.windows = {k: self._windows(len(s), k) for k, s in self.streams.items()}
         self.sizes = {k: len(w[0]) for k, w in self.windows.items()}
-        counts = np.bincount(a["train"][:max_tokens], minlength=self.vocab_size) + 1.0  # add-one unigram
+        counts = np.bincount(arrays["train"][:max_tokens], minlength=self.vocab_size) + 1.0  # add-one unigram
         logp = np.log(counts / counts.sum())
-        self.trivial_baseline = self._from_nll(float(-logp[a["test"][:max_tokens][1:]].mean()))
+        self.trivial_by_split = {k: self._from_nll(float(-logp[arrays[k][:max_tokens][1:]].mean()))
+                                 for k in ("valid", "test")}
+        self.trivial_baseline = self.trivial_by_split["test"]
         self.trivial_note = "unigram (add-one) frequencies of the training set"
 
-    def _windows(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _from_nll(self, nll: float) -> float:
+        """The headline metric from the mean NLL: bits per character, or perplexity for words."""
+        return nll / math.log(2) if self.metric.name == "bpc" else math.exp(min(nll, 700.0))
+
+    def _windows(self, n: int, split: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         """(starts, score_from): window i is inputs [s, s+seq_len), scoring positions >= score_from."""
         L, V = self.seq_len, self.valid_len
         if n - 1 < L:
-            raise SeqbenchError(f"{self.name}: a split has {n} tokens, fewer than seq_len + 1 = {L + 1}")
+            raise SeqbenchError(f"{self.name}: the {split} split has {n} tokens, fewer than seq_len + 1 = {L + 1}; "
+                                "use a smaller seq_len (and valid_len) or more text")
         starts, score_from = [0], [0]
         end = L  # predictions [0, end) are scored
         while end < n - 1:
@@ -127,6 +135,15 @@ class _PTB(Task):
         return info
 
 
+class _PTB(TokenStream):
+    source = "Penn Treebank (Mikolov's preprocessing), from the treebank package"
+
+    def __init__(self, seq_len: int, valid_len: int, max_tokens: int | None):
+        super().__init__()
+        self._setup(cached_arrays(f"ptb-{self.level}", lambda: _build(self.level), PREPROCESSING_VERSION),
+                    seq_len, valid_len, max_tokens)
+
+
 @register_task("ptb_word")
 class PTBWord(_PTB):
     """Word-level Penn Treebank: next-word prediction, perplexity (windows of 80, last 40 scored)."""
@@ -142,10 +159,6 @@ class PTBWord(_PTB):
 
     def __init__(self, seq_len: int = 80, valid_len: int = 40, max_tokens: int | None = None):
         super().__init__(seq_len, valid_len, max_tokens)
-
-    @staticmethod
-    def _from_nll(nll: float) -> float:
-        return math.exp(min(nll, 700.0))
 
 
 @register_task("ptb_char")
@@ -163,7 +176,3 @@ class PTBChar(_PTB):
 
     def __init__(self, seq_len: int = 400, valid_len: int = 320, max_tokens: int | None = None):
         super().__init__(seq_len, valid_len, max_tokens)
-
-    @staticmethod
-    def _from_nll(nll: float) -> float:
-        return nll / math.log(2)

@@ -90,7 +90,15 @@ def create_task(name: str, **cfg) -> Task:
     return entry.factory(**cfg)
 
 
+_PLUGINS_LOADED = False
+
+
 def _ensure_loaded() -> None:
+    global _PLUGINS_LOADED
+    if not _PLUGINS_LOADED:  # installed packages' tasks and models (entry-point group seqbench.plugins)
+        _PLUGINS_LOADED = True
+        from seqbench.utils import load_entry_point_plugins
+        load_entry_point_plugins()
     import seqbench.tasks.custom  # noqa: F401
     import seqbench.tasks.forecast  # noqa: F401
     import seqbench.tasks.language  # noqa: F401

@@ -48,6 +48,7 @@ class TrainConfig:
     step_size: int = 10            # epochs between decays for "step"
     gamma: float = 0.1             # decay factor for "step" and "plateau"
     patience: int = 0              # epochs without improvement before a plateau decay
+    early_stop: int | None = None  # stop after this many epochs without a better valid metric (--patience)
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (None: whole train set)
     aux_weight: float = 0.0        # weight of auxiliary losses on model.aux_outputs (TrellisNet aux_freq)
     eval_batch_size: int = 256
@@ -96,6 +97,8 @@ class TrainConfig:
         for name in ("weight_decay", "momentum", "aux_weight", "patience"):
             if getattr(self, name) < 0:
                 raise SeqbenchError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise SeqbenchError(f"--patience (early_stop) must be >= 1 epochs, got {self.early_stop}")
         if not 0 < self.gamma <= 1:
             raise SeqbenchError(f"gamma (the LR decay factor) must be in (0, 1], got {self.gamma}")
         check_seed(self.seed)
@@ -205,7 +208,7 @@ def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """What config.json records: the model, task and training settings that define a run."""
-    return {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg)}
+    return {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg), "fitted": task.fitted()}
 
 
 def check_resumable(out: Path, run_config: dict) -> None:
@@ -342,6 +345,8 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                                    "train_time": train_time, "seen": seen, "rng": _rng_state()}, out / "last.pt")
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}",
                             **{f"valid_{metric.name}": f"{valid[metric.name]:.4g}"})
+            if cfg.early_stop is not None and epoch - best_epoch >= cfg.early_stop:
+                break  # early stopping: no better valid metric for early_stop epochs
     finally:
         bar.close()
 
