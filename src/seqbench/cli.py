@@ -94,7 +94,7 @@ def _train_config(args: argparse.Namespace, task) -> "Any":
     return TrainConfig.for_task(task, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                                 lr=args.lr, clip=args.clip, schedule=args.schedule,
                                 steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
-                                early_stop=args.patience)
+                                early_stop=args.patience, device=args.device, precision=args.precision)
 
 
 def load_imports(args: argparse.Namespace) -> list[str]:
@@ -177,8 +177,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds = [check_seed(int(s), "--seeds") for s in _csv(args.seeds)] or [0]
     except ValueError:
         raise SeqbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    train = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}.items()
-             if v is not None}
+    train = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                               "device": args.device, "precision": args.precision}.items() if v is not None}
     if args.config:
         trials = file_trials(args.config)
     elif args.suite:
@@ -226,7 +226,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=args.seeds,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
-                    task_opts=parse_options(args.task_opt, "--task-opt"), imports=imports)
+                    task_opts=parse_options(args.task_opt, "--task-opt"), imports=imports, device=args.device)
     print_recommendation(rec)
     return 0
 
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the killed or finished run in --out from its last epoch (same settings)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--device", default="auto", help="auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps")
+    tr.add_argument("--precision", default="32", help="32 | bf16 | 16 (autocast; 16 needs a GPU)")
     tr.add_argument("--patience", type=int, help="early stopping: stop after N epochs without a better valid metric")
     tr.add_argument("--compile", action="store_true",
                     help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
@@ -320,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, help="override every trial's epochs")
     b.add_argument("--lr", type=float, help="override every trial's learning rate")
     b.add_argument("--batch-size", type=int, help="override every trial's batch size")
+    b.add_argument("--device", help="every trial's device: auto | cpu | cuda (one trial per GPU) | mps")
+    b.add_argument("--precision", help="every trial's precision: 32 | bf16 | 16")
     b.add_argument("--executor", default="local", help="where trials run: local (default) or ray")
     b.add_argument("--workers", type=int, help="local: trial processes at once (default: CPU cores)")
     b.add_argument("--cpus-per-trial", type=int, help="torch threads (local) / Ray CPUs per trial")
@@ -353,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--workers", type=int, help="trials at once (default: CPU cores, one thread each)")
     rc.add_argument("--costs", help="costs measured on the target device by `seqbench profile` (JSON)")
     rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
+    rc.add_argument("--device", default="cpu", help="where trials train: cpu (default) | auto | cuda | mps")
     rc.set_defaults(func=cmd_recommend)
 
     pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)", parents=[plugin])

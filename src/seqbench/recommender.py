@@ -364,7 +364,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
               task_name: str | None = None, task_opts: dict | None = None,
-              imports: list[str] | None = None) -> Recommendation:
+              imports: list[str] | None = None, device: str = "cpu") -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``."""
     import seqbench
@@ -413,6 +413,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     search = _Search(task, task_name, task_opts, allowed, cost_of, rungs, search_id, db, seed, optuna,
                      overhead=TRIAL_OVERHEAD_S + task_load_s)
     search.imports = list(imports or [])
+    from seqbench.device import resolve_device
+    search.device = str(resolve_device(device)) if device != "cpu" else "cpu"
     try:
         profile_s = time.monotonic() - t_start
         remaining = budget_s - search.spent_before - profile_s
@@ -510,6 +512,7 @@ class _Search:
         self.driver = None
         self.t_start = time.monotonic()
         self.imports: list[str] = []
+        self.device = "cpu"
 
     def close(self) -> None:
         if self.driver is not None:
@@ -529,7 +532,8 @@ class _Search:
         if c.model not in ("gru", "lstm", "rnn"):  # one-layer torch RNNs have no dropout to set
             opts["dropout"] = round(params["dropout"], 3)
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=self.task_opts, model_opts=opts,
-                       train={"lr": round(params["lr"], 6), "epochs": epochs})
+                       train={"lr": round(params["lr"], 6), "epochs": epochs,
+                              **({"device": self.device} if self.device != "cpu" else {"device": "cpu"})})
         t.update(run=f"search-{self.search_id}-{_tid(params)}-s{s}", keep_state=True, test=False)
         if self.imports:
             t["imports"] = self.imports

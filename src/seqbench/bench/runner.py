@@ -130,10 +130,12 @@ def _watch_driver(pid: int) -> None:
 
 
 def _trial_process(trial_path: str, result_path: str, threads: int, run_dir: str, safe_path: bool,
-                   driver: int) -> None:
+                   driver: int, gpu: int | None = None) -> None:
     """Entry point of a trial process, forked from a server that has torch imported already."""
     _die_with_parent()  # the fork server
     _watch_driver(driver)  # and the sweep itself
+    if gpu is not None:  # this trial's GPU, before anything initializes CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     if safe_path:  # nothing the trial imports later comes from the user's working directory
         cwd = os.getcwd()
         sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
@@ -233,6 +235,7 @@ class LocalExecutor(Executor):
         self.tmp = tempfile.TemporaryDirectory(prefix="seqbench-sweep-")
         self.running: dict[Any, Path] = {}
         self.hide_main: bool | None = None
+        self.gpu_of: dict[Any, int] = {}  # trial process -> its GPU (one trial per GPU)
 
     def has_slot(self, running: int) -> bool:
         return running < self.workers
@@ -240,16 +243,31 @@ class LocalExecutor(Executor):
     def submit(self, trial: dict, run_dir: Path) -> Any:
         if self.hide_main is None:
             self.hide_main = not _uses_main([trial])
+        gpu = self._free_gpu(trial)
         tpath, rpath = Path(self.tmp.name) / f"{trial['key']}.json", Path(self.tmp.name) / f"{trial['key']}.result.json"
         tpath.write_text(json.dumps(trial))
         proc = _context().Process(target=_trial_process, daemon=False,
                                   args=(str(tpath), str(rpath), self.threads, str(run_dir), self.hide_main,
-                                        os.getpid()))
+                                        os.getpid(), gpu))
         _ensure_server()
         with _main_hidden(self.hide_main):
             proc.start()
         self.running[proc] = rpath
+        if gpu is not None:
+            self.gpu_of[proc] = gpu
         return proc
+
+    def _free_gpu(self, trial: dict) -> int | None:
+        """A GPU no running trial holds, for a trial that trains on CUDA (device auto or cuda)."""
+        import torch
+        if str(trial.get("train", {}).get("device", "auto")) not in ("auto", "cuda") or not torch.cuda.is_available():
+            return None
+        n = torch.cuda.device_count()
+        busy = set(self.gpu_of.values())
+        free = [g for g in range(n) if g not in busy]
+        if self.workers > n:
+            self.workers = n  # one trial per GPU
+        return free[0] if free else 0
 
     def pid(self, handle: Any) -> int | None:
         return handle.pid
@@ -257,6 +275,7 @@ class LocalExecutor(Executor):
     def poll(self):
         ended = []
         for proc in [p for p in self.running if p.exitcode is not None]:
+            self.gpu_of.pop(proc, None)
             result, error = _collect(self.running.pop(proc), proc.exitcode)
             ended.append((proc, result, error))
         return ended
@@ -316,7 +335,8 @@ class RayExecutor(Executor):
         self.refs: dict[Any, None] = {}
 
     def submit(self, trial: dict, run_dir: Path) -> Any:
-        ref = self.remote.remote(trial, self.threads, str(run_dir))
+        gpus = 1 if str(trial.get("train", {}).get("device", "auto")).startswith("cuda") else 0
+        ref = self.remote.options(num_gpus=gpus).remote(trial, self.threads, str(run_dir))
         self.refs[ref] = None
         return ref
 

@@ -95,7 +95,7 @@ def step_mask(lengths: torch.Tensor | None, L: int) -> torch.Tensor | None:
     """(B, L) bool: True on real steps."""
     if lengths is None:
         return None
-    return torch.arange(L)[None, :] < lengths[:, None]
+    return torch.arange(L, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class ClassificationTask(ArrayTask):

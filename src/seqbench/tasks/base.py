@@ -121,11 +121,14 @@ class Task:
     @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module, split: str = "test", batch_size: int = 256
                  ) -> dict[str, float]:
+        from seqbench.device import model_device, to_device
         was_training = model.training
         model.eval()
+        device = model_device(model)
         totals: dict[str, list[float]] = {}
         for x, y in self.batches(split, batch_size):
-            for k, (s, c) in self.score(self.predict(model, x), y).items():
+            x, y = to_device((x, y), device)
+            for k, (s, c) in self.score(self.predict(model, x).float(), y).items():
                 acc = totals.setdefault(k, [0.0, 0])
                 acc[0] += s
                 acc[1] += c

@@ -129,7 +129,7 @@ class WindowForecast(ArrayTask):
         err = pred - target
         n = err.numel()
         return {"mae": (float(err.abs().sum()), n), "mse": (float(err.square().sum()), n),
-                "smape": (float(smape(pred.numpy(), target.double().numpy()).sum()), n)}
+                "smape": (float(smape(pred.cpu().numpy(), target.cpu().numpy()).sum()), n)}
 
     def finalize(self, means: dict[str, float]) -> dict[str, float]:
         means["rmse"] = math.sqrt(means.pop("mse"))

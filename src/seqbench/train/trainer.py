@@ -54,6 +54,8 @@ class TrainConfig:
     eval_batch_size: int = 256
     seed: int = 0
     compile: bool = False          # torch.compile the training forward (falls back to eager if it fails)
+    device: str = "auto"           # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "32"          # 32 | bf16 | 16 (autocast; 16 adds a gradient scaler)
 
     @classmethod
     def for_task(cls, task: Task, **overrides: Any) -> "TrainConfig":
@@ -102,6 +104,8 @@ class TrainConfig:
         if not 0 < self.gamma <= 1:
             raise SeqbenchError(f"gamma (the LR decay factor) must be in (0, 1], got {self.gamma}")
         check_seed(self.seed)
+        from seqbench.device import check_precision, resolve_device
+        check_precision(self.precision, resolve_device(self.device))
 
 
 @dataclass
@@ -192,18 +196,28 @@ def _run_directory(out: Path, replace: bool):
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "numpy_pos": int(np_state[2]), "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+             "numpy_pos": int(np_state[2]), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate(state["python"])
 
 
 def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints are written from CPU copies: they load anywhere, a GPU or none."""
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
@@ -266,9 +280,13 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
          progress: bool | None, evaluate_test: bool = True) -> TrainResult:
     from tqdm.auto import tqdm
 
+    from seqbench.device import autocast, grad_scaler, resolve_device, to_device
     seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model.to(device)  # before the optimizer is built: its state lives beside the parameters
     forward = compiled_forward(task) if cfg.compile else task.predict
     opt = make_optimizer(cfg, model)
+    scaler = grad_scaler(device, cfg.precision)
     metric = task.metric
     sched = _make_schedule(cfg, opt, metric)
     steps = task.num_batches("train", cfg.batch_size)
@@ -285,7 +303,7 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
             sched.load_state_dict(resume_state["scheduler"])
         history, best_valid, best_epoch = resume_state["history"], resume_state["best_valid"], resume_state["best_epoch"]
         train_time, seen, start = resume_state["train_time"], resume_state["seen"], resume_state["epoch"] + 1
-        best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+        best_state = torch.load(out / "best.pt", map_location=device, weights_only=True)
         _set_rng_state(resume_state["rng"])
     bar = tqdm(total=cfg.epochs * steps, initial=(start - 1) * steps, desc=f"{model.config.get('name', 'model')}"
                f" on {task.name}", unit="step", disable=(None if progress is None else not progress),
@@ -302,17 +320,25 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                 if x.is_floating_point() and not torch.isfinite(x).all():
                     raise SeqbenchError(f"task {task.name!r} produced NaN/inf inputs in a training "
                                         "batch; clean the data (drop or impute missing values)")
+                x, y = to_device((x, y), device)
                 opt.zero_grad(set_to_none=True)
-                loss = task.loss(forward(model, x), y)
-                if cfg.aux_weight and model.aux_outputs:
-                    loss = loss + cfg.aux_weight * sum(task.loss(a, y) for a in model.aux_outputs)
+                with autocast(device, cfg.precision):
+                    loss = task.loss(forward(model, x), y)
+                    if cfg.aux_weight and model.aux_outputs:
+                        loss = loss + cfg.aux_weight * sum(task.loss(a, y) for a in model.aux_outputs)
                 if not torch.isfinite(loss):
                     raise SeqbenchError(f"training diverged: loss is {loss.item()} at epoch {epoch}, "
                                         f"step {i + 1}; lower the learning rate (now {cfg.lr}) or set --clip")
-                loss.backward()
+                (scaler.scale(loss) if scaler else loss).backward()
+                if scaler:
+                    scaler.unscale_(opt)  # clip the true gradients
                 if cfg.clip is not None:  # after backward, so the gradients exist to be clipped
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
+                if scaler:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 loss_sum += loss.item()
                 n_steps += 1
                 seen += len(x)
@@ -337,9 +363,9 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                     sched.step()
             if out is not None:  # best first: a last.pt on disk always has its best.pt
                 if improved:
-                    atomic_torch_save(best_state, out / "best.pt")
+                    atomic_torch_save(_cpu(best_state), out / "best.pt")
                 atomic_write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-                atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                atomic_torch_save({"model": _cpu(model.state_dict()), "optimizer": opt.state_dict(),
                                    "scheduler": None if sched is None else sched.state_dict(), "epoch": epoch,
                                    "history": history, "best_valid": best_valid, "best_epoch": best_epoch,
                                    "train_time": train_time, "seen": seen, "rng": _rng_state()}, out / "last.pt")
