@@ -148,3 +148,15 @@ def test_noise_labels_recommend_the_trivial_baseline(tmp_path):
     assert rec.ranked, "trials should have run"
     assert rec.winner is None and rec.test == {}
     assert "No candidate beat the trivial baseline" in rec.explanation
+
+
+def test_recommend_on_the_ray_executor(data, tmp_path):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (make installs it)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=25, models=["gru", "tcn"],
+                                 db=tmp_path / "r.db", executor="ray", max_epochs=3, progress=False,
+                                 task_opts={"path": str(data)})
+    finally:
+        ray.shutdown()
+    assert rec.ranked and rec.winner is not None and rec.test["accuracy"] > rec.trivial_test
