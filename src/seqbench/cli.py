@@ -251,6 +251,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from seqbench.predict import predict, write_predictions
+    set_threads(args.threads)
+    load_imports(args)
+    df = predict(args.run, args.input)
+    if args.out:
+        print(f"{len(df):,} predictions written to {write_predictions(df, args.out)}")
+    else:
+        print(df.to_csv(index=False), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from seqbench.bench import write_report
     paths = write_report(args.db, args.out)
@@ -359,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
     rc.add_argument("--device", default="cpu", help="where trials train: cpu (default) | auto | cuda | mps")
     rc.set_defaults(func=cmd_recommend)
+
+    pr = sub.add_parser("predict", help="predictions of a trained run on new data (a CSV/Parquet/NPZ file)",
+                        parents=[plugin])
+    pr.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+    pr.add_argument("--input", required=True, help="new data, in the layout the run was trained on")
+    pr.add_argument("--out", help="predictions file (.csv, .parquet or .npz); default: CSV on stdout")
+    pr.add_argument("--threads", type=int)
+    pr.set_defaults(func=cmd_predict)
 
     pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)", parents=[plugin])
     add_limits(pf)

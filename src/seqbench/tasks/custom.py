@@ -94,7 +94,8 @@ def _check_finite(path, name: str, a: np.ndarray) -> np.ndarray:
 
 
 def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_col: str,
-              value_col: str | None, features: list[str] | None, split_col: str = "split") -> dict:
+              value_col: str | None, features: list[str] | None, split_col: str = "split",
+              need_target: bool = True) -> dict:
     """{x: list of (L_i, d) arrays, y: per-sequence (N,) or per-step list, optional split per
     sequence}, or {series: (T,)}, or {text: str}, or {tokens: (T,) ids}."""
     if not path.exists():
@@ -128,7 +129,9 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
             df = df.sort_values(time_col, kind="stable")
         return {"series": _numeric(df, cols, path)[:, 0]}
     has_label, has_target = label_col in df.columns, target_col in df.columns
-    if not has_label and not has_target:
+    if not has_label and not has_target and need_target is False:  # new data to predict: inputs only
+        has_label = None
+    elif not has_label and not has_target:
         raise _fail(path, f"needs a {label_col!r} column (one per sequence) or a {target_col!r} column (one per "
                           f"step); columns: {', '.join(df.columns)}")
     reserved = {id_col, time_col, label_col, target_col, split_col}
@@ -147,7 +150,9 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
     values = _numeric(df, feats, path)
     ycol = label_col if has_label else target_col
     pd = require("pandas")
-    if has_label and pd.to_numeric(df[ycol], errors="coerce").isna().any():  # class names: kept as text
+    if has_label is None:
+        yv = np.zeros(len(df))
+    elif has_label and pd.to_numeric(df[ycol], errors="coerce").isna().any():  # class names: kept as text
         if df[ycol].isna().any():
             raise _fail(path, f"column {ycol!r} has missing labels (data row {int(np.flatnonzero(df[ycol].isna())[0]) + 1})")
         yv = df[ycol].astype(str).str.strip().to_numpy()
@@ -162,10 +167,11 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
     ids = df[id_col].to_numpy()
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     order = np.argsort(first)  # sequences in order of first appearance
-    xs, ys, seq_splits = [], [], []
+    xs, ys, seq_splits, seq_ids = [], [], [], []
     for g in order:
         rows = np.flatnonzero(inverse == g)
         xs.append(values[rows])
+        seq_ids.append(_plain(ids[rows[0]]))
         if splits is not None:
             if len(set(splits[rows])) > 1:
                 raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {split_col!r} value; a "
@@ -179,7 +185,8 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         else:
             ys.append(yv[rows])
     return {"x": xs, "y": np.array(ys) if has_label else ys, "per_step": not has_label,
-            "split": np.array(seq_splits) if splits is not None else None}
+            "split": np.array(seq_splits) if splits is not None else None,
+            "ids": seq_ids, "features": list(feats)}
 
 
 def _load_npz(path: Path) -> dict:
@@ -403,7 +410,8 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
     y = y.astype(y_dtype)
     parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
                            path)
-    task.split_sizes = {k: len(v) for k, v in parts.items()}
+    ids = data.get("ids") or list(range(len(xs)))
+    task.split_ids = {k: [ids[i] for i in v] for k, v in parts.items()}  # which sequence went where
     for split, idx in parts.items():
         task._set_split(split, x[idx], y[idx], lengths[idx])
     task.d_in, task.seq_len = x.shape[2], L
@@ -488,6 +496,7 @@ class CustomClassification(ClassificationTask):
         if np.unique(y).size < 2:
             raise _fail(path, f"the label column has only one class ({self.classes[int(y[0])]!r}); classification "
                               "needs >= 2 (or pass kind=regression)")
+        self.features = data.get("features")
         _padded_splits(self, {**data, "y": y}, path, seed, np.int64, fractions, stratify=True)
         self.normalization = _normalizer(self, normalize)
         self._finish_classes()
@@ -498,7 +507,7 @@ class CustomClassification(ClassificationTask):
         return {"name": "custom", **self.opts}
 
     def fitted(self) -> dict:
-        return {"classes": self.classes, "normalize": self.normalization}
+        return {"classes": self.classes, "normalize": self.normalization, "features": self.features}
 
 
 class CustomRegression(ArrayTask):
@@ -514,6 +523,7 @@ class CustomRegression(ArrayTask):
         self.kind, self.opts, per_step = kind, opts, data["per_step"]
         if data["y"].dtype.kind in "USO" if not per_step else False:
             raise _fail(path, "kind=regression needs numeric labels; these are names (use kind=classification)")
+        self.features = data.get("features")
         _padded_splits(self, data, path, seed, np.float32, fractions, stratify=False)
         self.normalization = _normalizer(self, normalize)
         self.d_out = 1
@@ -527,7 +537,7 @@ class CustomRegression(ArrayTask):
         return {"name": "custom", **self.opts}
 
     def fitted(self) -> dict:
-        return {"normalize": self.normalization}
+        return {"normalize": self.normalization, "features": self.features}
 
     def loss(self, out: torch.Tensor, target) -> torch.Tensor:
         return self._sq_err(out, target).mean()

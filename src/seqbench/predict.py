@@ -1,0 +1,126 @@
+"""Predictions from a trained run on new data: ``seqbench predict RUN --input new.csv --out preds.csv``.
+
+The run directory carries what the task fitted on its training data (``config.json``, ``fitted``:
+class names, the feature columns, the normalization, a forecast's scale and transform), so new data
+goes through exactly the preprocessing of training. New files use the layouts of the custom task
+(labels and targets may be absent: they are what is predicted).
+
+* classification: one row per sequence: ``id``, ``prediction`` (the class name), ``p_<class>``.
+* regression: ``id``, ``prediction``; per-step targets: ``id``, ``step``, ``prediction``.
+* forecasting: the next ``horizon`` values after the end of the given series: ``h``, ``prediction``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqbench.errors import SeqbenchError
+
+
+def _normalize(xs: list[np.ndarray], how: dict) -> list[np.ndarray]:
+    if how.get("how", "none") == "none":
+        return xs
+    if how["how"] == "feature":
+        mean, std = np.asarray(how["mean"]), np.asarray(how["std"])
+        return [(x - mean) / std for x in xs]
+    out = []
+    for x in xs:  # per sequence, over its own steps
+        sd = x.std(axis=0)
+        out.append((x - x.mean(axis=0)) / np.where(sd > 1e-8, sd, 1.0))
+    return out
+
+
+@torch.inference_mode()
+def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256):
+    """A pandas DataFrame of predictions for the sequences (or series) in ``input``."""
+    import seqbench
+    from seqbench.data import require
+    from seqbench.tasks.custom import load_file
+    pd = require("pandas", why="predictions")
+    run = Path(run_dir)
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        task_cfg, fitted = dict(cfg["task"]), cfg.get("fitted") or {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SeqbenchError(f"{run} is not a seqbench run directory ({type(e).__name__}: {e})") from None
+    kind = task_cfg.get("kind")
+    if task_cfg.get("name") != "custom" or kind not in ("classification", "regression", "per_step", "forecast"):
+        raise SeqbenchError(f"predictions on new files need a run trained on your own sequences or series "
+                            f"(custom classification, regression, per_step or forecast); {run} is "
+                            f"{task_cfg.get('name')}{' (' + kind + ')' if kind else ''}")
+    model = seqbench.load_model(run).eval()
+    path = Path(os.path.expanduser(str(input)))
+    opt = lambda k, d: task_cfg.get(k) or d  # noqa: E731
+    data = load_file(path, id_col=opt("id", "series"), time_col=opt("step", "step"), label_col=opt("label", "label"),
+                     target_col=opt("target", "target"), value_col=task_cfg.get("value"),
+                     features=fitted.get("features"), need_target=False)
+    if kind == "forecast":
+        return _forecast(model, data, fitted, path, pd)
+    if "x" not in data:
+        raise SeqbenchError(f"{path} holds one series; {run} was trained on sequences ({kind})")
+    xs = _normalize([np.asarray(x, dtype=np.float64) for x in data["x"]], fitted.get("normalize") or {})
+    if xs[0].shape[1] != model.d_in:
+        raise SeqbenchError(f"{path} has {xs[0].shape[1]} feature columns, the model takes {model.d_in}")
+    rows = []
+    for start in range(0, len(xs), batch_size):
+        chunk = xs[start:start + batch_size]
+        lengths = np.array([len(x) for x in chunk])
+        xb = np.zeros((len(chunk), lengths.max(), model.d_in), dtype=np.float32)
+        for i, x in enumerate(chunk):
+            xb[i, :len(x)] = x
+        out = model(torch.from_numpy(xb))  # causal: padding after a sequence never reaches its outputs
+        ids = data["ids"][start:start + batch_size]
+        if kind == "per_step":
+            for i, n in enumerate(lengths):
+                rows += [{"id": ids[i], "step": t, "prediction": float(out[i, t, 0])} for t in range(n)]
+            continue
+        last = out[torch.arange(len(chunk)), torch.from_numpy(lengths - 1)]
+        if kind == "regression":
+            rows += [{"id": ids[i], "prediction": float(last[i, 0])} for i in range(len(chunk))]
+        else:
+            classes = fitted.get("classes") or [str(c) for c in range(model.d_out)]
+            probs = torch.softmax(last.float(), dim=-1).numpy()
+            for i in range(len(chunk)):
+                rows.append({"id": ids[i], "prediction": classes[int(probs[i].argmax())],
+                             **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}})
+    return pd.DataFrame(rows)
+
+
+def _forecast(model, data: dict, fitted: dict, path: Path, pd):
+    from seqbench.tasks.forecast import inverse_transform, transformed
+    if "series" not in data:
+        raise SeqbenchError(f"{path} holds sequences; the run forecasts one series (a file with one value column)")
+    series, lookback = np.asarray(data["series"], dtype=np.float64), int(fitted["lookback"])
+    transform, scale = fitted.get("transform", "none"), fitted["scale"]
+    need = lookback + (transform in ("diff", "returns"))
+    if len(series) < need:
+        raise SeqbenchError(f"{path} has {len(series)} values; the model needs the last {need} to forecast")
+    u = transformed(series, transform)
+    x = (u[-lookback:] - scale["mean"]) / scale["std"]
+    out = model(torch.from_numpy(x.astype(np.float32))[None, :, None])
+    pred = out[:, -1].double() * scale["std"] + scale["mean"]
+    values = inverse_transform(pred, torch.tensor([series[-1]], dtype=torch.float64), transform)[0]
+    return pd.DataFrame({"h": np.arange(1, len(values) + 1), "prediction": values.numpy()})
+
+
+def write_predictions(df, out: str | os.PathLike) -> Path:
+    """To .csv, .parquet or .npz (by extension), atomically."""
+    from seqbench.utils import atomic_write
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        atomic_write(out, lambda tmp: df.to_csv(tmp, index=False))
+    elif suffix == ".parquet":
+        atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
+    elif suffix == ".npz":
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **{c: df[c].to_numpy() for c in df.columns})
+        atomic_write(out, write)
+    else:
+        raise SeqbenchError(f"--out {out}: write predictions to a .csv, .parquet or .npz file")
+    return out
