@@ -6,13 +6,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import seqbench
+from conftest import wait_for
 from seqbench.bench import Store, file_trials, grid_trials, run_sweep, suite_trials, write_report
 from seqbench.bench.sweep import trial_key
 from seqbench.tables import fmt
@@ -135,15 +135,6 @@ def _alive(pid):
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-def _wait(cond, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_killed_trial_process_is_recorded_and_the_sweep_goes_on(tmp_path):
     """A trial killed from outside (as the OOM killer would) fails with its signal; the rest finish."""
     db = tmp_path / "r.db"
@@ -155,7 +146,7 @@ def test_a_killed_trial_process_is_recorded_and_the_sweep_goes_on(tmp_path):
                                                                   progress=False)))
     th.start()
     slow_pid = lambda: _column(db, "SELECT pid FROM trials WHERE status = 'running' AND model = 'lstm'")  # noqa: E731
-    assert _wait(lambda: slow_pid() and slow_pid()[0] and _alive(slow_pid()[0]))
+    assert wait_for(lambda: slow_pid() and slow_pid()[0] and _alive(slow_pid()[0]))
     os.kill(slow_pid()[0], signal.SIGKILL)
     th.join(300)
     s = box["s"]
@@ -172,13 +163,13 @@ def test_kill_9_the_sweep_then_resume(tmp_path):
         argv += ["--task-opt", f"{k}={v}"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait(lambda: _statuses(db).count("done") >= 2 and _running_pids(db)), _statuses(db)
+        assert wait_for(lambda: _statuses(db).count("done") >= 2 and _running_pids(db)), _statuses(db)
         trial_pids = _running_pids(db)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         proc.kill()
-    assert _wait(lambda: not any(_alive(p) for p in trial_pids), timeout=5), "trial processes outlived the sweep"
+    assert wait_for(lambda: not any(_alive(p) for p in trial_pids), timeout=5), "trial processes outlived the sweep"
     with Store(db) as store:
         before = {r["key"]: r["finished"] for r in store.rows("done")}
         interrupted = len(store.rows("running"))

@@ -4,29 +4,19 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import trial_rows, wait_for
 from seqbench.bench import Store, grid_trials, run_sweep
 
 SEQBENCH = str(Path(sys.executable).parent / "seqbench")  # the console script, as a user runs it
 ADDING = ["--task", "adding", "--task-opt", "seq_len=40", "--task-opt", "n_train=1600", "--task-opt", "n_valid=64",
           "--task-opt", "n_test=64"]
-
-
-def _wait(cond, timeout=120.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _lines(path):
@@ -47,7 +37,7 @@ def test_kill_9_then_resume_reaches_the_uninterrupted_weights(tmp_path):
     proc = subprocess.Popen(argv + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        assert _wait(lambda: _lines(tmp_path / "cut" / "history.jsonl") >= 2)
+        assert wait_for(lambda: _lines(tmp_path / "cut" / "history.jsonl") >= 2)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -87,7 +77,7 @@ def test_an_interrupted_overwrite_leaves_the_old_run_whole(tmp_path):
     wider = [a.replace("3k", "6k") for a in argv] + ["--overwrite", "--epochs", "50"]
     proc = subprocess.Popen(wider, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait(lambda: any(_lines(p / "history.jsonl") for p in tmp_path.glob(".run.partial-*")))
+        assert wait_for(lambda: any(_lines(p / "history.jsonl") for p in tmp_path.glob(".run.partial-*")))
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -102,17 +92,6 @@ def test_an_interrupted_overwrite_leaves_the_old_run_whole(tmp_path):
 TINY = {"seq_len": 30, "n_train": 512, "n_valid": 32, "n_test": 32}
 
 
-def _rows(db):
-    con = sqlite3.connect(db, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM trials")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
 def _bench(db, models="tcn,gru,rnn,lstm", seeds="0,1", epochs=2, extra=()):
     argv = [SEQBENCH, "bench", "--db", str(db), "--tasks", "adding", "--models", models, "--params", "3k",
             "--seeds", seeds, "--epochs", str(epochs), "--workers", "1", "--no-progress", *extra]
@@ -124,12 +103,12 @@ def _bench(db, models="tcn,gru,rnn,lstm", seeds="0,1", epochs=2, extra=()):
 def test_two_sweeps_on_one_database_train_each_trial_once(tmp_path):
     db = tmp_path / "r.db"
     a = subprocess.Popen(_bench(db), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert _wait(lambda: any(r["status"] == "running" for r in _rows(db)))
+    assert wait_for(lambda: any(r["status"] == "running" for r in trial_rows(db)))
     b = subprocess.Popen(_bench(db), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out_a, _ = a.communicate(timeout=600)
     out_b, _ = b.communicate(timeout=600)
     assert a.returncode == 0 and b.returncode == 0, (out_a, out_b)
-    rows = _rows(db)
+    rows = trial_rows(db)
     assert len(rows) == 8 and all(r["status"] == "done" for r in rows)
     assert [r["attempts"] for r in rows] == [1] * 8, "a trial was trained twice"
     assert len({r["owner"] for r in rows}) == 2, "both sweeps should have taken work"
@@ -139,16 +118,16 @@ def test_a_killed_second_sweep_loses_no_finished_trial(tmp_path):
     """The second sweep is killed after the first finished: nothing the first finished changes."""
     db = tmp_path / "r.db"
     a = subprocess.Popen(_bench(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait(lambda: any(r["status"] == "running" for r in _rows(db)))
+    assert wait_for(lambda: any(r["status"] == "running" for r in trial_rows(db)))
     b = subprocess.Popen(_bench(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a.wait(600)
-    finished = {r["key"]: r["finished"] for r in _rows(db) if r["status"] == "done"}
+    finished = {r["key"]: r["finished"] for r in trial_rows(db) if r["status"] == "done"}
     b.send_signal(signal.SIGKILL)
     b.wait(30)
-    rows = {r["key"]: r for r in _rows(db)}
+    rows = {r["key"]: r for r in trial_rows(db)}
     assert all(rows[k]["status"] == "done" and rows[k]["finished"] == f for k, f in finished.items())
     subprocess.run(_bench(db), check=True, capture_output=True)  # the rerun finishes the rest, once
-    rows = _rows(db)
+    rows = trial_rows(db)
     assert all(r["status"] == "done" for r in rows) and len(rows) == 8
     assert all(r["finished"] == finished[r["key"]] for r in rows if r["key"] in finished)
 
@@ -161,14 +140,14 @@ def test_a_killed_sweep_resumes_its_trial_mid_training(tmp_path):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = Path(f"{tmp_path / 'cut.db'}.runs")
     try:
-        assert _wait(lambda: any(_lines(p / "history.jsonl") >= 2 for p in runs.glob("*")))
+        assert wait_for(lambda: any(_lines(p / "history.jsonl") >= 2 for p in runs.glob("*")))
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         proc.kill()
-    assert _rows(tmp_path / "cut.db")[0]["status"] == "running"
+    assert trial_rows(tmp_path / "cut.db")[0]["status"] == "running"
     subprocess.run(argv, check=True, capture_output=True)
-    cut, whole = _rows(tmp_path / "cut.db")[0], _rows(tmp_path / "whole.db")[0]
+    cut, whole = trial_rows(tmp_path / "cut.db")[0], trial_rows(tmp_path / "whole.db")[0]
     assert cut["status"] == "done" and cut["attempts"] == 2 and '"resumed": true' in cut["env"]
     strip = lambda h: [{k: v for k, v in row.items() if k != "train_time"} for row in json.loads(h)]  # noqa: E731
     assert cut["test_metric"] == whole["test_metric"] and strip(cut["history"]) == strip(whole["history"])
@@ -186,7 +165,7 @@ def test_a_module_in_the_working_directory_is_not_imported_by_a_sweep(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not marker.exists(), "the sweep imported ./concurrent.py"
-    assert all(r["status"] == "done" for r in _rows(tmp_path / "r.db"))
+    assert all(r["status"] == "done" for r in trial_rows(tmp_path / "r.db"))
 
 
 def _read_only(*paths):

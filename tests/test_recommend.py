@@ -2,7 +2,6 @@
 honest answer, and a search that survives kill -9."""
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 import seqbench
+from conftest import trial_rows
 from seqbench.cli import main
 from seqbench.recommender import Limits, candidate_space, exclusions, measure_costs, parse_duration
 
@@ -66,17 +66,6 @@ def test_recommend_respects_limits_and_budget_and_beats_the_baseline(data, tmp_p
     assert json.loads(Path(rec.paths["json"]).read_text())["winner"]["candidate"] == rec.winner.candidate
 
 
-def _rows(db):
-    con = sqlite3.connect(db, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT key, status, attempts, finished FROM trials")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
 def test_kill_9_mid_search_then_rerun_retrains_nothing_finished(data, tmp_path):
     db = tmp_path / "r.db"
     argv = [SEQBENCH, "recommend", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru,tcn",
@@ -84,17 +73,17 @@ def test_kill_9_mid_search_then_rerun_retrains_nothing_finished(data, tmp_path):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t0 = time.time()
-        while time.time() - t0 < 120 and sum(r["status"] == "done" for r in _rows(db)) < 3:
+        while time.time() - t0 < 120 and sum(r["status"] == "done" for r in trial_rows(db)) < 3:
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         proc.kill()
-    before = {r["key"]: r["finished"] for r in _rows(db) if r["status"] == "done"}
+    before = {r["key"]: r["finished"] for r in trial_rows(db) if r["status"] == "done"}
     assert len(before) >= 3
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    after = {r["key"]: r for r in _rows(db)}
+    after = {r["key"]: r for r in trial_rows(db)}
     assert all(after[k]["finished"] == f and after[k]["attempts"] == 1 for k, f in before.items()), \
         "a trial finished before the kill was trained again"
     assert "trivial baseline" in done.stdout
