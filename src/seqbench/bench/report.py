@@ -17,6 +17,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from seqbench.bench.store import Store
 from seqbench.errors import SeqbenchError
 from seqbench.tables import fmt, fmt_count, html_table, md_table
@@ -115,7 +117,7 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
     figs = []
 
@@ -155,8 +157,12 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
         if first["trivial"] is not None:
             ax.axhline(first["trivial"], color="grey", linestyle="--", linewidth=1, label="trivial")
         ax.set_xscale("log")
+        ticks = sorted({r["params"] for _, r in rows})  # label the sizes present (a narrow log axis has no
+        if len(ticks) > 6:                            # decade tick, and its minor labels overlap)
+            ticks = [ticks[int(round(i))] for i in np.linspace(0, len(ticks) - 1, 6)]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_count(int(round(v)))))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a narrow log axis
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("parameters")

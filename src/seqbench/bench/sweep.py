@@ -78,10 +78,7 @@ def validate_trials(trials: list[dict]) -> None:
     for t in trials:
         tkey = json.dumps([t["task"], t["task_opts"]], sort_keys=True, default=str)
         if tkey not in seen_tasks:
-            try:
-                seen_tasks[tkey] = seqbench.create_task(t["task"], **t["task_opts"])
-            except SeqbenchError as e:
-                raise SeqbenchError(f"task {t['task']!r}: {e}") from None
+            seen_tasks[tkey] = seqbench.create_task(t["task"], **t["task_opts"])  # its errors name the task
         task = seen_tasks[tkey]
         entry = get_model_entry(t["model"])
         entry.check_options(t["model_opts"])
