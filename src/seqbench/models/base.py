@@ -131,8 +131,8 @@ class SeqModel(nn.Module):
     _chunk_ndim = 3  # a chunk is (B, C, d_in); a single step has one dimension less
 
     def _step_is_torch_free(self, state: Any) -> bool:
-        """True where ``_step`` runs no torch ops (a NumPy fast path): entering inference mode
-        would cost a fifth of a 70K TCN's step."""
+        """True where ``_step`` can build no autograd history (a NumPy fast path; at most torch ops on
+        tensors made from its arrays): entering inference mode would cost a fifth of a 70K TCN's step."""
         return False
 
     def _init_state(self, batch_size: int, engine: str) -> Any:

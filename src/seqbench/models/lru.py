@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
+from seqbench.models.streaming import use_numpy_for
 
 
 class LRULayer(nn.Module):
@@ -134,21 +136,62 @@ class LRU(SeqModel):
             h = block(h, self.chunk)
         return self.head(self.norm(h))
 
-    def _init_state(self, batch_size: int, engine: str) -> list[torch.Tensor]:
+    def _init_state(self, batch_size: int, engine: str) -> dict:
+        """Complex states per layer, and the step's weights folded once (lambda, gamma * B): a step
+        is then a handful of small matmuls, on NumPy views where that applies (a fifth of torch's
+        per-op overhead at batch 1)."""
         p = self._param_like()
         dtype = torch.complex128 if p.dtype == torch.float64 else torch.complex64
-        return [torch.zeros(batch_size, self.state_dim, dtype=dtype, device=p.device) for _ in self.blocks]
+        states = [torch.zeros(batch_size, self.state_dim, dtype=dtype, device=p.device) for _ in self.blocks]
+        fast = use_numpy_for(p, engine)
+        arr = (lambda t: np.ascontiguousarray(t.detach().numpy())) if fast else (lambda t: t.detach())
+        layers = []
+        with torch.no_grad():
+            for block in self.blocks:
+                lru = block.lru
+                Bg = torch.complex(lru.B_re, lru.B_im).to(dtype) * torch.exp(lru.gamma_log)[:, None]
+                layers.append((arr(block.norm.weight), arr(block.norm.bias), block.norm.eps,
+                               arr(torch.exp(lru.log_lambda()).to(dtype)), arr(Bg.t()), arr(lru.C_re.t()),
+                               arr(lru.C_im.t()), arr(lru.D), arr(block.glu.weight.t()), arr(block.glu.bias)))
+        return {"x": states, "xs": [s.numpy() for s in states] if fast else states, "layers": layers,
+                "embed": (arr(self.embed.weight.t()), arr(self.embed.bias)),
+                "norm": (arr(self.norm.weight), arr(self.norm.bias), self.norm.eps),
+                "head": (arr(self.head.weight.t()), arr(self.head.bias)), "numpy": fast}
 
-    def _step(self, x_t: torch.Tensor, state: list[torch.Tensor]):
-        h = self.embed(x_t)
-        for i, block in enumerate(self.blocks):
-            y, state[i] = block.lru.step(block.norm(h), state[i])
-            h = block.mix(h, y)
-        return self.head(self.norm(h)), state
+    def _step_is_torch_free(self, state: dict) -> bool:
+        return state["numpy"]  # NumPy, and one torch GELU (exact erf) on a tensor that needs no grad
 
-    def _step_chunk(self, x: torch.Tensor, state: list[torch.Tensor]):
+    def _step(self, x_t: torch.Tensor, state: dict):
+        fast = state["numpy"]
+        h = (x_t.numpy() if fast else x_t) @ state["embed"][0] + state["embed"][1]
+        for x, (g, b, eps, lam, Bg, C_re, C_im, D, Wglu, bglu) in zip(state["xs"], state["layers"]):
+            u = _layer_norm(h, g, b, eps)
+            x *= lam  # in place: the state tensor is updated where it lives
+            x += u @ Bg if fast else u.to(Bg.dtype) @ Bg  # NumPy promotes real @ complex; torch needs it said
+            y = x.real @ C_re - x.imag @ C_im + D * u
+            z = F.gelu(torch.from_numpy(y)).numpy() if fast else F.gelu(y)
+            a = z @ Wglu + bglu
+            half = a.shape[-1] // 2
+            h = h + a[:, :half] * _sigmoid(a[:, half:])
+        out = _layer_norm(h, *state["norm"]) @ state["head"][0] + state["head"][1]
+        return (torch.from_numpy(out) if fast else out), state
+
+    def _step_chunk(self, x: torch.Tensor, state: dict):
         h = self.embed(x)  # the parallel scan, started from the carried states
         for i, block in enumerate(self.blocks):
-            y, state[i] = block.lru(block.norm(h), self.chunk, state[i])
+            y, last = block.lru(block.norm(h), self.chunk, state["x"][i])
+            state["x"][i].copy_(last)
             h = block.mix(h, y)
         return self.head(self.norm(h)), state
+
+
+def _layer_norm(h, g, b, eps: float):
+    """LayerNorm over the last dim (biased variance, as torch), for arrays or tensors."""
+    mean = h.mean(-1, keepdims=True) if isinstance(h, np.ndarray) else h.mean(-1, keepdim=True)
+    c = h - mean
+    var = (c * c).mean(-1, keepdims=True) if isinstance(h, np.ndarray) else (c * c).mean(-1, keepdim=True)
+    return c / ((var + eps) ** 0.5) * g + b
+
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a)) if isinstance(a, np.ndarray) else torch.sigmoid(a)
