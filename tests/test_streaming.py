@@ -129,3 +129,15 @@ def test_tcn_without_input_projection_streams_exactly(engine):
         y, state = m.step(x[:, t], state)
         steps.append(y)
     torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-5)
+
+
+def test_trellisnet_with_a_wider_kernel_streams_exactly(engine):
+    """The step sums the input's per-tap projections at each dilation's lags: check k=3 too."""
+    torch.manual_seed(0)
+    m = seqbench.create_model("trellisnet", 3, 4, hidden=8, kernel_size=3, levels=4, dilations=[1, 3]).eval()
+    x = torch.randn(2, 40, 3)
+    with torch.no_grad():
+        full = m(x)
+    state = m.init_state(2, engine)
+    steps = torch.stack([m.step(x[:, t], state)[0] for t in range(40)], dim=1)
+    torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)

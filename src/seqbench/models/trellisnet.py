@@ -17,6 +17,7 @@ mask per sequence, shared across time and levels. ``aux_freq`` > 0 reads the sha
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +25,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import SlidingBuffer
+from seqbench.models.streaming import SlidingBuffer, use_numpy_for
 from seqbench.models.tcn import weight_normed_conv
 
 
@@ -94,30 +95,56 @@ class TrellisNet(SeqModel):
 
     # -- streaming: rings of x, and of each level's h and c, as deep as that level looks back ----
     def _init_state(self, batch_size: int, engine: str) -> dict:
+        """Histories as sliding buffers and the tied weights folded once (weight norm applied), on
+        NumPy views where that applies (a step is ~10 small ops per level)."""
         k, H, like = self.kernel_size, self.hidden, self._param_like()
+        fast = use_numpy_for(like, engine)
+        arr = (lambda t: np.ascontiguousarray(t.detach().numpy())) if fast else (lambda t: t.detach().contiguous())
         w_x, w_h, b = (t.detach() for t in self._split_weight())
-        return {"x": SlidingBuffer(batch_size, self.d_in, (k - 1) * max(self.level_dilations) + 1, like),
-                "h": [SlidingBuffer(batch_size, H, (k - 1) * d + 1, like) for d in self.level_dilations],
-                "c": [SlidingBuffer(batch_size, H, d + 1, like) for d in self.level_dilations],
-                "w_x": w_x.permute(2, 1, 0).reshape(-1, 4 * H).contiguous(),  # (k*d_in, 4H), taps in (j, c) order
-                "w_h": w_h.permute(2, 1, 0).reshape(-1, 4 * H).contiguous(),  # (k*H, 4H)
-                "b": b}
+        order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+        w_x, w_h, b = w_x[order], w_h[order], b[order]  # gates as [i, o, f, g]: one sigmoid covers three
+        # the input's projection through each tap, once per step: P(t) = [x_t W_x[0] | ... | x_t W_x[k-1]];
+        # level inputs then sum P's slices at the right lags, for every dilation, without a matmul
+        return {"xp": SlidingBuffer(batch_size, k * 4 * H, (k - 1) * max(self.level_dilations) + 1, like, fast),
+                "h": [SlidingBuffer(batch_size, H, (k - 1) * d + 1, like, fast) for d in self.level_dilations],
+                "c": [SlidingBuffer(batch_size, H, d + 1, like, fast) for d in self.level_dilations],
+                "w_x": arr(w_x.permute(1, 2, 0).reshape(self.d_in, -1)),  # (d_in, k*4H): tap-major columns
+                "w_h": arr(w_h.permute(2, 1, 0).reshape(-1, 4 * H)),  # (k*H, 4H), taps in (j, c) order
+                "b": arr(b), "head": (arr(self.head.weight.t()), arr(self.head.bias)), "numpy": fast}
+
+    def _step_is_torch_free(self, state: dict) -> bool:
+        return state["numpy"]
 
     def _step(self, x_t: torch.Tensor, state: dict):
-        B, k = x_t.shape[0], self.kernel_size
-        state["x"].push(x_t)
-        injected = {d: torch.addmm(state["b"], state["x"].taps(k, d).reshape(B, -1), state["w_x"])
-                    for d in set(self.level_dilations)}
+        B, k, fast = x_t.shape[0], self.kernel_size, state["numpy"]
+        sigmoid = _np_sigmoid if fast else torch.sigmoid
+        tanh = np.tanh if fast else torch.tanh
+        H, G = self.hidden, 4 * self.hidden
+        xp = state["xp"]
+        p = xp.advance()
+        p[...] = (x_t.numpy() if fast else x_t) @ state["w_x"]
+        injected = {}
+        for d in set(self.level_dilations):  # sum_j x_{t-(k-1-j)d} W_x[j] + b
+            acc = state["b"] + xp.lag((k - 1) * d)[:, :G]
+            for j in range(1, k):
+                acc = acc + xp.lag((k - 1 - j) * d)[:, j * G:(j + 1) * G]
+            injected[d] = acc
         for j, d in enumerate(self.level_dilations):
             if j == 0:  # level 0 reads an all-zero hidden state
                 pre, c_prev = injected[d], 0.0
             else:
-                pre = torch.addmm(injected[d], state["h"][j].taps(k, d).reshape(B, -1), state["w_h"])
+                pre = state["h"][j].taps(k, d).reshape(B, -1) @ state["w_h"] + injected[d]
                 c_prev = state["c"][j].lag(d)
-            i, o, g, f = pre.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            s = sigmoid(pre[:, :3 * H])  # i, o, f at once
+            c = s[:, 2 * H:] * c_prev + s[:, :H] * tanh(pre[:, 3 * H:])
+            h = s[:, H:2 * H] * tanh(c)
             if j + 1 < self.levels:  # level j+1 reads level j's history
                 state["h"][j + 1].push(h)
                 state["c"][j + 1].push(c)
-        return self.head(h), state
+        y = h @ state["head"][0] + state["head"][1]
+        return (torch.from_numpy(y) if fast else y), state
+
+
+def _np_sigmoid(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-a), written with tanh: no overflow for large |a|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
