@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +20,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
+from seqbench.models.streaming import use_numpy_for
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
@@ -98,11 +100,56 @@ class Transformer(SeqModel):
 
     # -- streaming: a KV cache per layer, grown by doubling -----------------------------------
     def _init_state(self, batch_size: int, engine: str) -> dict:
-        return {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers}
+        p = self._param_like()
+        state = {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers, "numpy": use_numpy_for(p, engine)}
+        if state["numpy"]:  # the weights once, as arrays in the step's layout
+            a = lambda t: np.ascontiguousarray(t.detach().numpy())  # noqa: E731
+            state["w"] = [(a(b.ln1.weight), a(b.ln1.bias), a(b.qkv.weight.t()), a(b.qkv.bias), a(b.proj.weight.t()),
+                           a(b.proj.bias), a(b.ln2.weight), a(b.ln2.bias), a(b.mlp[0].weight.t()), a(b.mlp[0].bias),
+                           a(b.mlp[2].weight.t()), a(b.mlp[2].bias)) for b in self.blocks]
+            state["io"] = (a(self.embed.weight.t()), a(self.embed.bias), a(self.ln_f.weight), a(self.ln_f.bias),
+                           a(self.head.weight.t()), a(self.head.bias))
+            state["inv_freq"] = (10_000.0 ** (-np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim))
+            state["kv_np"] = [None] * self.layers  # NumPy views of the KV caches (renewed when they grow)
+        return state
+
+    def _step_is_torch_free(self, state: dict) -> bool:
+        return state["numpy"]  # NumPy, and torch's GELU on tensors made from its arrays (no grad)
 
     def _step(self, x_t: torch.Tensor, state: dict):
-        y, state = self._step_chunk(x_t.unsqueeze(1), state)
-        return y[:, 0], state
+        if not state["numpy"]:
+            y, state = self._step_chunk(x_t.unsqueeze(1), state)
+            return y[:, 0], state
+        return self._step_numpy(x_t.numpy(), state)
+
+    def _step_numpy(self, x: np.ndarray, state: dict):
+        """One position through every layer on NumPy: a step is ~15 small array ops per layer,
+        where torch's per-op overhead dominated (KV cache shared with the chunk path)."""
+        B, t, H, D = x.shape[0], state["t"], self.heads, self.head_dim
+        We, be, gf, bf, Wh, bh = state["io"]
+        ang = np.float32(t) * state["inv_freq"]  # rotary angles of position t (as torch: float32)
+        cos, sin = np.cos(ang), np.sin(ang)
+        h = x @ We + be  # (B, hidden)
+        for i, (g1, b1, Wqkv, bqkv, Wp, bp, g2, b2, W1, bb1, W2, bb2) in enumerate(state["w"]):
+            qkv = (_ln(h, g1, b1, self.blocks[i].ln1.eps) @ Wqkv + bqkv).reshape(B, 3, H, D)
+            qk = _rotate(qkv[:, :2], cos, sin)  # q and k at once: (B, 2, H, D)
+            q, k, v = qk[:, 0], qk[:, 1], qkv[:, 2]
+            cache = state["k"][i]
+            if cache is None or cache.shape[2] <= t:  # grow (by doubling, shared with the chunk path)
+                state["k"][i] = _append(cache, torch.from_numpy(k[:, :, None]), t)
+                state["v"][i] = _append(state["v"][i], torch.from_numpy(np.ascontiguousarray(v[:, :, None])), t)
+                state["kv_np"][i] = (state["k"][i].numpy(), state["v"][i].numpy())
+            kc, vc = state["kv_np"][i]
+            kc[:, :, t], vc[:, :, t] = k, v
+            keys, values = kc[:, :, :t + 1], vc[:, :, :t + 1]  # (B, H, t+1, D)
+            s = (keys @ (q * np.float32(1 / math.sqrt(D)))[..., None])[..., 0]  # (B, H, t+1)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            att = (s[:, :, None, :] @ values)[:, :, 0] / s.sum(-1, keepdims=True)  # (B, H, D)
+            h = h + att.reshape(B, H * D) @ Wp + bp
+            m = F.gelu(torch.from_numpy(_ln(h, g2, b2, self.blocks[i].ln2.eps) @ W1 + bb1)).numpy()  # exact erf
+            h = h + m @ W2 + bb2
+        state["t"] = t + 1
+        return torch.from_numpy(_ln(h, gf, bf, self.ln_f.eps) @ Wh + bh), state
 
     def _step_chunk(self, x: torch.Tensor, state: dict):
         C, t0 = x.shape[1], state["t"]
@@ -117,6 +164,21 @@ class Transformer(SeqModel):
             h = block.attend(h, q, keys[:, :, :t0 + C], values[:, :, :t0 + C], mask)
         state["t"] = t0 + C
         return self.head(self.ln_f(h)), state
+
+
+def _ln(h: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last dim, as torch computes it (biased variance)."""
+    c = h - h.mean(-1, keepdims=True)
+    return c / np.sqrt((c * c).mean(-1, keepdims=True) + eps) * g + b
+
+
+def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """``rotary`` for one position: pairs (2i, 2i+1) of x (..., D) turned by their angles."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out
 
 
 def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Tensor:
