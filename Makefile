@@ -44,7 +44,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/sweep_overhead.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/sweep_overhead.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -24,6 +24,7 @@ from torch import nn
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
+from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import use_numpy_for
 
@@ -92,7 +93,7 @@ class LRUBlock(nn.Module):
         self.lru = LRULayer(dim, state_dim, r_min, r_max, max_phase)
         self.lru_rev = LRULayer(dim, state_dim, r_min, r_max, max_phase) if bidirectional else None
         self.glu = nn.Linear(dim, 2 * dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x + self.drop(F.glu(self.glu(F.gelu(y)), dim=-1))

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from seqbench.models.base import SeqModel
+from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import SlidingBuffer, use_numpy_for
 
@@ -55,7 +56,7 @@ class TemporalBlock(nn.Module):
         self.padding = (total, 0) if causal else (total - total // 2, total // 2)
         self.conv1 = weight_normed_conv(c_in, c_out, kernel_size, dilation)
         self.conv2 = weight_normed_conv(c_out, c_out, kernel_size, dilation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.downsample = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, L)

@@ -19,6 +19,7 @@ from torch import nn
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
+from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import use_numpy_for
 
@@ -42,7 +43,7 @@ class Block(nn.Module):
         self.qkv = nn.Linear(dim, 3 * inner)
         self.proj = nn.Linear(inner, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def qkv_heads(self, x: torch.Tensor, pos: torch.Tensor):
         B, L, _ = x.shape
