@@ -26,7 +26,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import use_numpy_for
+from seqbench.models.streaming import layer_norm, sigmoid, use_numpy_for
 
 
 class LRULayer(nn.Module):
@@ -166,15 +166,15 @@ class LRU(SeqModel):
         fast = state["numpy"]
         h = (x_t.numpy() if fast else x_t) @ state["embed"][0] + state["embed"][1]
         for x, (g, b, eps, lam, Bg, C_re, C_im, D, Wglu, bglu) in zip(state["xs"], state["layers"]):
-            u = _layer_norm(h, g, b, eps)
+            u = layer_norm(h, g, b, eps)
             x *= lam  # in place: the state tensor is updated where it lives
             x += u @ Bg if fast else u.to(Bg.dtype) @ Bg  # NumPy promotes real @ complex; torch needs it said
             y = x.real @ C_re - x.imag @ C_im + D * u
             z = F.gelu(torch.from_numpy(y)).numpy() if fast else F.gelu(y)
             a = z @ Wglu + bglu
             half = a.shape[-1] // 2
-            h = h + a[:, :half] * _sigmoid(a[:, half:])
-        out = _layer_norm(h, *state["norm"]) @ state["head"][0] + state["head"][1]
+            h = h + a[:, :half] * sigmoid(a[:, half:])
+        out = layer_norm(h, *state["norm"]) @ state["head"][0] + state["head"][1]
         return (torch.from_numpy(out) if fast else out), state
 
     def _step_chunk(self, x: torch.Tensor, state: dict):
@@ -184,15 +184,3 @@ class LRU(SeqModel):
             state["x"][i].copy_(last)
             h = block.mix(h, y)
         return self.head(self.norm(h)), state
-
-
-def _layer_norm(h, g, b, eps: float):
-    """LayerNorm over the last dim (biased variance, as torch), for arrays or tensors."""
-    mean = h.mean(-1, keepdims=True) if isinstance(h, np.ndarray) else h.mean(-1, keepdim=True)
-    c = h - mean
-    var = (c * c).mean(-1, keepdims=True) if isinstance(h, np.ndarray) else (c * c).mean(-1, keepdim=True)
-    return c / ((var + eps) ** 0.5) * g + b
-
-
-def _sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a)) if isinstance(a, np.ndarray) else torch.sigmoid(a)

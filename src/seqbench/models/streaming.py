@@ -12,6 +12,7 @@ torch's dispatch (measured: TCN step 0.155 ms vs 0.71 ms; see BENCHMARKS.md).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from seqbench.errors import SeqbenchError
@@ -73,3 +74,18 @@ def use_numpy_for(like: torch.Tensor, engine: str) -> bool:
         raise SeqbenchError(f"the NumPy streaming engine needs CPU float32/float64 weights, got {like.dtype} on "
                             f"{like.device}; use engine='torch'")
     return engine != "torch" and applies
+
+
+# Element-wise pieces of the NumPy step engines (TCN, TrellisNet, LRU, Transformer), written so one
+# function serves a NumPy array or a torch tensor (the "torch" engine runs the same step code).
+def layer_norm(h, g, b, eps: float):
+    """LayerNorm over the last dim, as torch computes it (biased variance)."""
+    if isinstance(h, np.ndarray):
+        c = h - h.mean(-1, keepdims=True)
+        return c / np.sqrt((c * c).mean(-1, keepdims=True) + eps) * g + b
+    return torch.nn.functional.layer_norm(h, h.shape[-1:], g, b, eps)
+
+
+def sigmoid(a):
+    """1 / (1 + e^-a); for arrays written with tanh, so large |a| cannot overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a)) if isinstance(a, np.ndarray) else torch.sigmoid(a)

@@ -21,7 +21,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import use_numpy_for
+from seqbench.models.streaming import layer_norm, use_numpy_for
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
@@ -132,7 +132,7 @@ class Transformer(SeqModel):
         cos, sin = np.cos(ang), np.sin(ang)
         h = x @ We + be  # (B, hidden)
         for i, (g1, b1, Wqkv, bqkv, Wp, bp, g2, b2, W1, bb1, W2, bb2) in enumerate(state["w"]):
-            qkv = (_ln(h, g1, b1, self.blocks[i].ln1.eps) @ Wqkv + bqkv).reshape(B, 3, H, D)
+            qkv = (layer_norm(h, g1, b1, self.blocks[i].ln1.eps) @ Wqkv + bqkv).reshape(B, 3, H, D)
             qk = _rotate(qkv[:, :2], cos, sin)  # q and k at once: (B, 2, H, D)
             q, k, v = qk[:, 0], qk[:, 1], qkv[:, 2]
             cache = state["k"][i]
@@ -147,10 +147,10 @@ class Transformer(SeqModel):
             s = np.exp(s - s.max(-1, keepdims=True))
             att = (s[:, :, None, :] @ values)[:, :, 0] / s.sum(-1, keepdims=True)  # (B, H, D)
             h = h + att.reshape(B, H * D) @ Wp + bp
-            m = F.gelu(torch.from_numpy(_ln(h, g2, b2, self.blocks[i].ln2.eps) @ W1 + bb1)).numpy()  # exact erf
+            m = F.gelu(torch.from_numpy(layer_norm(h, g2, b2, self.blocks[i].ln2.eps) @ W1 + bb1)).numpy()  # exact erf
             h = h + m @ W2 + bb2
         state["t"] = t + 1
-        return torch.from_numpy(_ln(h, gf, bf, self.ln_f.eps) @ Wh + bh), state
+        return torch.from_numpy(layer_norm(h, gf, bf, self.ln_f.eps) @ Wh + bh), state
 
     def _step_chunk(self, x: torch.Tensor, state: dict):
         C, t0 = x.shape[1], state["t"]
@@ -165,12 +165,6 @@ class Transformer(SeqModel):
             h = block.attend(h, q, keys[:, :, :t0 + C], values[:, :, :t0 + C], mask)
         state["t"] = t0 + C
         return self.head(self.ln_f(h)), state
-
-
-def _ln(h: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    """LayerNorm over the last dim, as torch computes it (biased variance)."""
-    c = h - h.mean(-1, keepdims=True)
-    return c / np.sqrt((c * c).mean(-1, keepdims=True) + eps) * g + b
 
 
 def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import SlidingBuffer, use_numpy_for
+from seqbench.models.streaming import SlidingBuffer, sigmoid, use_numpy_for
 from seqbench.models.tcn import weight_normed_conv
 
 
@@ -117,7 +117,6 @@ class TrellisNet(SeqModel):
 
     def _step(self, x_t: torch.Tensor, state: dict):
         B, k, fast = x_t.shape[0], self.kernel_size, state["numpy"]
-        sigmoid = _np_sigmoid if fast else torch.sigmoid
         tanh = np.tanh if fast else torch.tanh
         H, G = self.hidden, 4 * self.hidden
         xp = state["xp"]
@@ -143,8 +142,3 @@ class TrellisNet(SeqModel):
                 state["c"][j + 1].push(c)
         y = h @ state["head"][0] + state["head"][1]
         return (torch.from_numpy(y) if fast else y), state
-
-
-def _np_sigmoid(a: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-a), written with tanh: no overflow for large |a|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
