@@ -42,7 +42,7 @@ import torch
 
 from seqbench.errors import SeqbenchError
 from seqbench.tables import fmt, fmt_count
-from seqbench.utils import atomic_write_json, atomic_write_text, parse_count
+from seqbench.utils import atomic_write_json, atomic_write_text
 
 DEFAULT_MAX_PARAMS = 100_000
 MIN_PARAMS = 2_000
@@ -116,7 +116,7 @@ def candidate_space(task, max_params: int | None = None, models: list[str] | Non
         sizes.append(top)
     if max_params is not None:  # solved widths land within 5% of a budget: aim below a hard limit
         sizes = sorted({min(size, int(max_params * 0.96)) for size in sizes})
-    L = task.seq_len if isinstance(task.seq_len, int) else int(str(task.seq_len).split("-")[-1])
+    L = task.seq_len  # the longest sequence of a variable-length task
     out = []
     for name in names:
         for size in sizes:
@@ -195,7 +195,7 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
     from tqdm.auto import tqdm
 
     from seqbench.models.base import count_params
-    L = task.seq_len if isinstance(task.seq_len, int) else int(str(task.seq_len).split("-")[-1])
+    L = task.seq_len  # the longest sequence of a variable-length task
     built = {}
     for cand in tqdm(candidates, desc="profiling candidates", unit="model", leave=False,
                      disable=None if progress is None else not progress):
@@ -437,7 +437,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             search.confirm(rows, seeds, deadline=t_search + remaining, workers=workers, executor=executor)
             rows = search.ranked(seeds)
         elapsed = search.spent_before + time.monotonic() - t_start
-        search.save_spent(elapsed)
+        search.store.set_search_spent(search_id, elapsed)
     finally:
         search.close()
 
@@ -469,7 +469,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                          budget=budget_s, machine=machine)
     rec.explanation = explain(rec, note)
     if out is not None:
-        rec.paths = write_answer(rec, out, cost_of, excluded)
+        rec.paths = write_answer(rec, out)
     return rec
 
 
@@ -543,12 +543,8 @@ class _Search:
         self.records[tid] = rec
         self.store.log_search(self.search_id, tid, rec, self.spent_before + time.monotonic() - self.t_start)
 
-    def save_spent(self, spent: float) -> None:
-        for tid, rec in self.records.items():
-            self.store.log_search(self.search_id, tid, rec, spent)
-
-    def _start(self, tid: str, rec: dict, epochs: int, seed: int = 0) -> None:
-        t = self.trial(rec["params"], epochs, seed)
+    def _start(self, tid: str, rec: dict, epochs: int) -> None:
+        t = self.trial(rec["params"], epochs, 0)
         rec.update(key=t["key"], target=epochs, started=time.monotonic())
         self.store.add([t])
         if self.store.status(t["key"]) == "done":  # finished before an interruption: reused, not retrained
@@ -673,7 +669,6 @@ class _Search:
                 time.sleep(0.05)
         finally:
             self.driver.cancel()
-        self.confirmed = seeds
 
     def ranked(self, seeds: int = 1) -> list[Ranked]:
         """Trained candidates, best first: the most epochs reached first (a 3-epoch score is not
@@ -751,25 +746,32 @@ def explain(rec: Recommendation, note: str = "") -> str:
     return " ".join(parts)
 
 
-def write_answer(rec: Recommendation, out: str | Path, costs: dict[Candidate, Costs],
-                 excluded: dict[Candidate, str]) -> dict[str, str]:
-    """recommendation.md / .html / .json, the Pareto plot, and the winner as a run directory."""
-    from seqbench.tables import html_table, md_table
+def write_answer(rec: Recommendation, out: str | Path) -> dict[str, str]:
+    """recommendation.md / .html / .json, the Pareto plot, and the winner as a run directory (copied
+    beside and swapped in, so an interrupted write never leaves half a winner)."""
+    import html
+
+    from seqbench.tables import html_figure, html_page, html_table, md_table
+    from seqbench.utils import atomic_write
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     if rec.winner is not None:
-        win = out / "winner"
-        if win.exists():
-            shutil.rmtree(win)
-        shutil.copytree(rec.winner.run_dir, win, ignore=shutil.ignore_patterns("last.pt", ".*"))
-        atomic_write_json(win / "result.json", {"test": rec.test, "best_valid": rec.winner.valid,
+        win, new, old = out / "winner", out / ".winner.partial", out / ".winner.old"
+        for stale in (new, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.copytree(rec.winner.run_dir, new, ignore=shutil.ignore_patterns("last.pt", ".*"))
+        atomic_write_json(new / "result.json", {"test": rec.test, "best_valid": rec.winner.valid,
                                                  "candidate": rec.winner.candidate})
+        if win.exists():
+            os.replace(win, old)
+        os.replace(new, win)
+        shutil.rmtree(old, ignore_errors=True)
         paths["winner"] = str(win)
     header, rows = ranked_table(rec)
-    plot = pareto_plot(rec, costs, excluded)
+    plot = pareto_plot(rec)
     if plot is not None:
-        (out / "pareto.png").write_bytes(plot)
+        atomic_write(out / "pareto.png", lambda tmp: Path(tmp).write_bytes(plot))
         paths["pareto"] = str(out / "pareto.png")
     ex_rows = [[cid, why] for cid, why in rec.excluded]
     md = (f"# seqbench recommend: {rec.task}\n\n{rec.explanation}\n\n"
@@ -779,17 +781,11 @@ def write_answer(rec: Recommendation, out: str | Path, costs: dict[Candidate, Co
           + (f"## Excluded by the limits (measured before training)\n\n{md_table(['candidate', 'why'], ex_rows)}\n"
              if ex_rows else ""))
     atomic_write_text(out / "recommendation.md", md)
-    import base64
-    import html as h
-    img = (f"<img alt='Pareto front' src='data:image/png;base64,{base64.b64encode(plot).decode()}'>" if plot else "")
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seqbench recommend</title>"
-            f"<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:"
-            f"collapse}}th,td{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}</style></head><body>"
-            f"<h1>seqbench recommend: {h.escape(rec.task)}</h1><p>{h.escape(rec.explanation)}</p>"
-            f"<h2>Ranked</h2>{html_table(header, rows)}{img}"
-            + (f"<h2>Excluded by the limits</h2>{html_table(['candidate', 'why'], ex_rows)}" if ex_rows else "")
-            + "</body></html>")
-    atomic_write_text(out / "recommendation.html", page)
+    body = (f"<h1>seqbench recommend: {html.escape(rec.task)}</h1><p>{html.escape(rec.explanation)}</p>"
+            f"<h2>Ranked</h2>{html_table(header, rows)}"
+            + (html_figure(plot, "Validation metric vs step latency: the Pareto front") if plot else "")
+            + (f"<h2>Excluded by the limits</h2>{html_table(['candidate', 'why'], ex_rows)}" if ex_rows else ""))
+    atomic_write_text(out / "recommendation.html", html_page(f"seqbench recommend: {rec.task}", body))
     atomic_write_json(out / "recommendation.json", rec.to_dict())
     paths.update(md=str(out / "recommendation.md"), html=str(out / "recommendation.html"),
                  json=str(out / "recommendation.json"))
@@ -823,7 +819,7 @@ def ranked_table(rec: Recommendation) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def pareto_plot(rec: Recommendation, costs: dict[Candidate, Costs], excluded: dict[Candidate, str]) -> bytes | None:
+def pareto_plot(rec: Recommendation) -> bytes | None:
     """Validation metric vs step latency: every trained candidate, the Pareto front joined, the
     trivial baseline as a line. None without matplotlib or results."""
     if not rec.ranked:
@@ -882,4 +878,4 @@ def print_recommendation(rec: Recommendation, file=sys.stdout, top: int = 12) ->
 
 
 __all__ = ["Candidate", "Costs", "Limits", "Ranked", "Recommendation", "candidate_space", "exclusions",
-           "measure_costs", "parse_count", "parse_duration", "profile", "read_costs", "recommend", "write_costs"]
+           "measure_costs", "parse_duration", "profile", "read_costs", "recommend", "write_costs"]

@@ -52,3 +52,21 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
         return f"<{tag}>{text}</{tag}>"
     return ("<table><thead><tr>" + "".join(cell(h, "th") for h in header) + "</tr></thead><tbody>" +
             "".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+
+
+CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+       "th,td{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}"
+       "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figcaption{font-size:13px;color:#555}")
+
+
+def html_figure(png: bytes, caption: str) -> str:
+    """A PNG embedded as a data URI (the page stays one self-contained file), with its caption."""
+    import base64
+    return (f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,"
+            f"{base64.b64encode(png).decode()}\"><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page: no scripts, no external files."""
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{body}</body></html>")

@@ -8,7 +8,6 @@ cover two or more T), and a speed table (training samples/s, inference latency).
 """
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -21,7 +20,7 @@ import numpy as np
 
 from seqbench.bench.store import Store
 from seqbench.errors import SeqbenchError
-from seqbench.tables import fmt, fmt_count, html_table, md_table
+from seqbench.tables import fmt, fmt_count, html_figure, html_page, html_table, md_table
 
 
 def _task_label(row: dict) -> str:
@@ -192,11 +191,6 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
     return figs
 
 
-CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
-       "th,td{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}"
-       "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figcaption{font-size:13px;color:#555}")
-
-
 def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     db = Path(db)
     if db.is_dir():
@@ -233,12 +227,8 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     atomic_write_text(out / "report.md", md)
     body = (f"<h1>seqbench report</h1><p>{html.escape(intro).replace('`', '')}</p><h2>Results</h2>"
             f"{html_table(header, table)}"
-            + "".join(f"<figure><img alt=\"{html.escape(cap)}\" src=\"data:image/png;base64,"
-                      f"{base64.b64encode(png).decode()}\"><figcaption>{html.escape(cap)}</figcaption></figure>"
-                      for _, cap, png in figs)
+            + "".join(html_figure(png, cap) for _, cap, png in figs)
             + f"<h2>Speed</h2>{html_table(sh, srows)}"
             + (f"<h2>Failed trials</h2>{html_table(['task', 'model', 'seed', 'error'], [[f['task'], f['model'], str(f['seed']), (f['error'] or '')[:200]] for f in failed])}" if failed else ""))
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>seqbench report</title>"
-            f"<style>{CSS}</style></head><body>{body}</body></html>")
-    atomic_write_text(out / "report.html", page)
+    atomic_write_text(out / "report.html", html_page("seqbench report", body))
     return {"md": out / "report.md", "html": out / "report.html"}

@@ -39,6 +39,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.utils import suggest
 
 RENEW_S = 10.0  # lease renewal period (the lease is LEASE_S; see store.py)
+LOST_CLAIM = "lost its claim to another sweep"  # Driver.poll's error for a trial it no longer owned
 
 
 @dataclass
@@ -429,7 +430,7 @@ class Driver:
                 kept = self.store.finish(trial["key"], result, self.owner)
             else:
                 kept = self.store.fail(trial["key"], error, self.owner)
-            ended.append((trial, result, error) if kept else (trial, None, "lost its claim to another sweep"))
+            ended.append((trial, result, error) if kept else (trial, None, LOST_CLAIM))
         if time.monotonic() - self.last_renew > RENEW_S:
             self.store.renew(self.owner)
             self.last_renew = time.monotonic()
@@ -480,7 +481,7 @@ def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", wo
                 for trial, result, error in driver.poll():
                     if error is None:
                         summary.done += 1
-                    elif result is None and error != "lost its claim to another sweep":
+                    elif error != LOST_CLAIM:
                         summary.failed += 1
                         summary.errors[trial["key"]] = error
                     bar.update(len(driver.running), trial, result)

@@ -259,6 +259,9 @@ class Store:
         self._tx("INSERT OR REPLACE INTO searches (search, tid, record, spent, updated) VALUES (?, ?, ?, ?, ?)",
                  (search, tid, json.dumps(keep), spent, time.time()))
 
+    def set_search_spent(self, search: str, spent: float) -> None:
+        self._tx("UPDATE searches SET spent = ? WHERE search = ?", (spent, search))
+
     def search_log(self, search: str) -> tuple[dict[str, dict], float]:
         """A search's records by tid, and the time it has spent."""
         rows = self.db.execute("SELECT tid, record, spent FROM searches WHERE search = ?", (search,)).fetchall()
