@@ -21,25 +21,12 @@ import torch
 from seqbench.errors import SeqbenchError
 
 
-def _normalize(xs: list[np.ndarray], how: dict) -> list[np.ndarray]:
-    if how.get("how", "none") == "none":
-        return xs
-    if how["how"] == "feature":
-        mean, std = np.asarray(how["mean"]), np.asarray(how["std"])
-        return [(x - mean) / std for x in xs]
-    out = []
-    for x in xs:  # per sequence, over its own steps
-        sd = x.std(axis=0)
-        out.append((x - x.mean(axis=0)) / np.where(sd > 1e-8, sd, 1.0))
-    return out
-
-
 @torch.inference_mode()
 def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256):
     """A pandas DataFrame of predictions for the sequences (or series) in ``input``."""
     import seqbench
     from seqbench.data import require
-    from seqbench.tasks.custom import load_file
+    from seqbench.tasks.custom import load_file, normalize
     pd = require("pandas", why="predictions")
     run = Path(run_dir)
     try:
@@ -62,7 +49,7 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
         return _forecast(model, data, fitted, path, pd)
     if "x" not in data:
         raise SeqbenchError(f"{path} holds one series; {run} was trained on sequences ({kind})")
-    xs = _normalize([np.asarray(x, dtype=np.float64) for x in data["x"]], fitted.get("normalize") or {})
+    xs = normalize([np.asarray(x, dtype=np.float64) for x in data["x"]], fitted.get("normalize") or {})
     if xs[0].shape[1] != model.d_in:
         raise SeqbenchError(f"{path} has {xs[0].shape[1]} feature columns, the model takes {model.d_in}")
     rows = []

@@ -388,15 +388,21 @@ class CustomForecast(WindowForecast):
                 "lookback": self.lookback, "horizon": self.horizon, "season": self.season}
 
 
-def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, fractions, stratify) -> None:
-    """Pad the sequences to one length and split them: by the file's split column (or test file),
-    else at random (``seed``) by ``fractions`` (default 70/15/15), per class when ``stratify``."""
+def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, fractions, stratify,
+                   how: str) -> dict:
+    """Split the sequences (by the file's split column or test file, else at random (``seed``) by
+    ``fractions``, default 70/15/15, per class when ``stratify``), normalize them with statistics
+    fitted on the training part, pad them to one length. Returns the fitted normalization."""
     xs, y = data["x"], data["y"]
     dims = {s.shape[1] for s in xs}
     if len(dims) != 1:
         raise _fail(path, f"sequences have different feature counts {sorted(dims)}")
     if len(xs) < 3:
         raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
+    parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
+                           path)
+    fitted = fit_normalization([xs[i] for i in parts["train"]], how)
+    xs = normalize(xs, fitted)
     lengths = np.array([len(s) for s in xs])
     L = int(lengths.max())
     x = np.zeros((len(xs), L, dims.pop()), dtype=np.float32)
@@ -408,13 +414,36 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
             yy[i, :len(s)] = s
         y = yy
     y = y.astype(y_dtype)
-    parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
-                           path)
     ids = data.get("ids") or list(range(len(xs)))
     task.split_ids = {k: [ids[i] for i in v] for k, v in parts.items()}  # which sequence went where
     for split, idx in parts.items():
         task._set_split(split, x[idx], y[idx], lengths[idx])
     task.d_in, task.seq_len = x.shape[2], L
+    return fitted
+
+
+def fit_normalization(train: list[np.ndarray], how: str) -> dict:
+    """What ``normalize`` needs, fitted on the training sequences only: 'feature' keeps each
+    feature's mean and std over all training steps; 'series' and 'none' need nothing."""
+    if how != "feature":
+        return {"how": how}
+    steps = np.concatenate(train)
+    std = steps.std(axis=0)
+    return {"how": how, "mean": steps.mean(axis=0).tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist()}
+
+
+def normalize(xs: list[np.ndarray], fitted: dict) -> list[np.ndarray]:
+    """Sequences (L_i, d) normalized as fitted: per feature with the training statistics, or each
+    sequence's channels over its own steps ('series', as the UCR tasks do). Training and
+    ``seqbench predict`` both call this."""
+    how = fitted.get("how", "none")
+    if how == "series":
+        from seqbench.tasks.tsc import znorm
+        return [znorm(x) for x in xs]
+    if how == "feature":
+        mean, std = np.asarray(fitted["mean"]), np.asarray(fitted["std"])
+        return [(x - mean) / std for x in xs]
+    return xs
 
 
 def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[str, np.ndarray]:
@@ -449,29 +478,6 @@ def _cut(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _normalizer(task: ArrayTask, how: str) -> dict:
-    """Fit on train only and apply to every split: 'series' z-normalizes each sequence's channels
-    over its real steps; 'feature' uses each feature's mean and std over all training steps."""
-    if how == "none":
-        return {"how": "none"}
-    if how == "feature":
-        x, _, ln = task.data["train"]
-        real = x[np.arange(x.shape[1])[None] < (ln if ln is not None else np.full(len(x), x.shape[1]))[:, None]]
-        mean, std = real.mean(axis=0), real.std(axis=0)
-        std = np.where(std > 1e-8, std, 1.0)
-    for s, (x, y, ln) in task.data.items():
-        mask = (np.arange(x.shape[1])[None] < (ln if ln is not None else np.full(len(x), x.shape[1]))[:, None])
-        if how == "series":
-            cnt = mask.sum(1, keepdims=True)[..., None]
-            m = (x * mask[..., None]).sum(1, keepdims=True) / cnt
-            sd = np.sqrt((((x - m) * mask[..., None]) ** 2).sum(1, keepdims=True) / cnt)
-            x = (x - m) / np.where(sd > 1e-8, sd, 1.0)
-        else:
-            x = (x - mean) / std
-        task.data[s] = ((x * mask[..., None]).astype(np.float32), y, ln)  # padding stays 0
-    return {"how": how} if how == "series" else {"how": how, "mean": mean.tolist(), "std": std.tolist()}
-
-
 class CustomClassification(ClassificationTask):
     """Sequences with one class label each (integers 0..K-1 or names), read at the last real step."""
 
@@ -497,8 +503,8 @@ class CustomClassification(ClassificationTask):
             raise _fail(path, f"the label column has only one class ({self.classes[int(y[0])]!r}); classification "
                               "needs >= 2 (or pass kind=regression)")
         self.features = data.get("features")
-        _padded_splits(self, {**data, "y": y}, path, seed, np.int64, fractions, stratify=True)
-        self.normalization = _normalizer(self, normalize)
+        self.normalization = _padded_splits(self, {**data, "y": y}, path, seed, np.int64, fractions, stratify=True,
+                                            how=normalize)
         self._finish_classes()
         self.num_classes = self.d_out = max(self.num_classes, len(self.classes))
         self.chance_level = 1.0 / self.num_classes
@@ -524,8 +530,8 @@ class CustomRegression(ArrayTask):
         if data["y"].dtype.kind in "USO" if not per_step else False:
             raise _fail(path, "kind=regression needs numeric labels; these are names (use kind=classification)")
         self.features = data.get("features")
-        _padded_splits(self, data, path, seed, np.float32, fractions, stratify=False)
-        self.normalization = _normalizer(self, normalize)
+        self.normalization = _padded_splits(self, data, path, seed, np.float32, fractions, stratify=False,
+                                            how=normalize)
         self.d_out = 1
         self.output_steps = "all" if per_step else "last"
         mean = self.real_targets("train").mean()
