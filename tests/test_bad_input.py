@@ -27,12 +27,17 @@ def files(tmp_path):
     (tmp_path / "seeds.toml").write_text('tasks = ["adding"]\nmodels = ["tcn"]\nseeds = ["a"]\n')
     (tmp_path / "models.toml").write_text('tasks = ["adding"]\nmodels = "tcn"\n')
     (tmp_path / "rundir").mkdir()
+    (tmp_path / "book.txt").write_text("the cat sat on the mat.\n" * 200)
     return tmp_path
 
 
 def custom(path, *opts):
     return ["train", "--task", "custom", "--task-opt", f"path={path}", *sum((["--task-opt", o] for o in opts), []),
             "--model", "gru", "--params", "2k", "--epochs", "1", "--no-progress"]
+
+
+REC = ["recommend", "--task", "custom", "--task-opt", "path={d}/cls.csv", "--models", "gru", "--max-params", "2k",
+       "--db", "{d}/rec.db", "--no-progress"]
 
 
 def bench(*extra):
@@ -74,6 +79,27 @@ CASES = [
     (bench("--task-opt", "seq_len=-1"), r"seq_len of 'adding' must be >= 1"),
     (bench("--executor", "slurm"), r"unknown executor 'slurm'"),
     (["report", "{d}/rundir", "--out", "{d}/rep"], r"is a directory"),
+    # options added for your own data, devices, early stopping, recommend and predict
+    (custom("{d}/cls.csv", "normalize=zscore"), r"normalize='zscore' is not one of none, series, feature"),
+    (custom("{d}/book.txt", "level=byte"), r"level='byte' is not one of char, word"),
+    (custom("{d}/book.txt", "seq_len=0"), r"seq_len of 'custom' must be >= 1"),
+    (custom("{d}/cls.csv", "split=0.5,0.5,0.5"), r"three fractions train,valid,test summing to 1"),
+    (custom("{d}/cls.csv", "test_path={d}/missing.csv"), r"missing.csv: no such file"),
+    (custom("{d}/cls.csv", "transform=diff"), r"transform do not apply to cls.csv"),
+    (ADD + ["--precision", "8"], r"unknown precision '8'"),
+    (ADD + ["--patience", "0"], r"--patience \(early_stop\) must be >= 1"),
+    (ADD + ["--device", "tpu-ish"], r"unknown device 'tpu-ish'"),
+    (bench("--workers", "0"), r"--workers must be a positive integer, got 0"),
+    (bench("--precision", "bf17"), r"unknown precision 'bf17'"),
+    (REC + ["--max-step-ms", "-1"], r"max_step_ms must be a positive number"),
+    (REC + ["--max-memory-mb", "0"], r"max_memory_mb must be a positive number"),
+    (REC + ["--seeds", "0"], r"seeds must be a positive integer"),
+    (REC + ["--max-epochs", "0"], r"max_epochs must be a positive integer"),
+    (REC + ["--workers", "0"], r"--workers must be a positive integer"),
+    (REC + ["--executor", "slurm"], r"unknown executor 'slurm'"),
+    (REC + ["--costs", "{d}/missing.json"], r"is not a seqbench costs file"),
+    (["predict", "{d}/rundir", "--input", "{d}/cls.csv"], r"is not a seqbench run directory"),
+    (["profile", "--task", "adding", "--batch", "0", "--out", "{d}/c.json"], r"batch must be a positive integer"),
 ]
 
 

@@ -60,3 +60,44 @@ def test_predict_refuses_what_it_cannot_do(tmp_path, capsys):
     (tmp_path / "x.csv").write_text("series,a\n0,1\n")
     assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "x.csv")]) == 2
     assert "predictions on new files need a run trained on your own" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,normalize", [("classification", "feature"), ("regression", "series"),
+                                            ("per_step", "none")])
+def test_predictions_equal_the_model_on_the_tasks_own_test_split(tmp_path, kind, normalize):
+    """For every kind of sequence data and normalization: predict() on the test sequences, written
+    as a new file without targets, gives the model's outputs on the task's own (preprocessed) split."""
+    rng = np.random.default_rng(1)
+    col = {"classification": "label", "regression": "label", "per_step": "target"}[kind]
+    rows = []
+    for s in range(40):
+        n = 4 + s % 3  # variable lengths
+        value = round(float(rng.normal()), 3)  # one per sequence
+        for t in range(n):
+            y = {"classification": ["a", "b"][s % 2], "regression": value,
+                 "per_step": round(float(rng.normal()), 3)}[kind]
+            rows.append((s, t, round(float(rng.normal() * 3 + 2), 3), y))
+    path = write(tmp_path / "d.csv", rows, head=f"series,step,a,{col}")
+    task = seqbench.create_task("custom", path=str(path), kind=kind, normalize=normalize)
+    torch.manual_seed(0)
+    model = seqbench.create_model("gru", 1, task.d_out, hidden=4)
+    seqbench.train(model, task, seqbench.TrainConfig(epochs=1), out_dir=tmp_path / "run", progress=False)
+    model = seqbench.load_model(tmp_path / "run").eval()
+    raw = pd.read_csv(path)
+    new = raw[raw["series"].isin(task.split_ids["test"])].drop(columns=[col])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    preds = predict(tmp_path / "run", tmp_path / "new.csv")
+    x, _, lengths = task.data["test"]
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    ids = task.split_ids["test"]
+    if kind == "per_step":
+        expect = [float(out[i, t, 0]) for i in range(len(ids)) for t in range(lengths[i])]
+        np.testing.assert_allclose(preds["prediction"], expect, rtol=1e-4, atol=1e-5)
+        return
+    last = out[torch.arange(len(ids)), torch.from_numpy(lengths - 1)]
+    by_id = preds.set_index("id").loc[ids]
+    if kind == "regression":
+        np.testing.assert_allclose(by_id["prediction"], last[:, 0].numpy(), rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(by_id["p_b"], torch.softmax(last, -1)[:, 1].numpy(), rtol=1e-4, atol=1e-5)

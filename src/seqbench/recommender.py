@@ -386,6 +386,11 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     task_load_s = time.monotonic() - t_task  # each trial process loads the task again
     from seqbench.bench.sweep import data_identity
     task_opts, _ = data_identity(task_opts)
+    from seqbench.bench.runner import check_workers, get_executor
+    get_executor(executor)
+    check_workers(workers, None)
+    if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
+        raise SeqbenchError(f"max_epochs must be a positive integer, got {max_epochs!r}")
     max_epochs = max_epochs or int(task.recommended.get("epochs", 10))
     rungs = _rungs(max_epochs)
 
@@ -560,7 +565,7 @@ class _Search:
         from seqbench.bench.runner import Driver
         optuna, rungs = self.optuna, self.rungs
         self.t_start = t_start
-        self.driver = Driver(self.store, executor, workers=workers or max(1, os.cpu_count() or 1), cpus_per_trial=1)
+        self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
         self.reused, self.by_key = [], {}
         live: dict[str, dict] = {}
         queue: list[tuple[str, int]] = []  # promoted trials waiting for a slot: (tid, epochs)
@@ -650,7 +655,7 @@ class _Search:
     def confirm(self, rows: list[Ranked], seeds: int, deadline: float, workers: int | None, executor: str) -> None:
         """Train the top three again with seeds 1..seeds-1, as far as the first seed went."""
         from seqbench.bench.runner import Driver
-        self.driver = Driver(self.store, executor, workers=workers or max(1, os.cpu_count() or 1), cpus_per_trial=1)
+        self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
         todo = [(r, s) for r in rows[:3] for s in range(1, seeds)]
         running: dict[str, tuple[Ranked, int]] = {}
         try:

@@ -66,6 +66,7 @@ class Executor:
 
     def __init__(self, *, workers: int | None = None, cpus_per_trial: int | None = None,
                  address: str | None = None) -> None:
+        check_workers(workers, cpus_per_trial)
         self.workers, self.cpus_per_trial, self.address = workers, cpus_per_trial, address
 
     def has_slot(self, running: int) -> bool:
@@ -82,6 +83,12 @@ class Executor:
 
     def close(self) -> None:
         pass
+
+
+def check_workers(workers: int | None, cpus_per_trial: int | None) -> None:
+    for name, v in (("--workers", workers), ("--cpus-per-trial", cpus_per_trial)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise SeqbenchError(f"{name} must be a positive integer, got {v!r}")
 
 
 EXECUTORS: dict[str, type[Executor]] = {}
@@ -455,6 +462,7 @@ def run_sweep(trials: list[dict], db: str | Path, *, executor: str = "local", wo
     database is running are waited for, not run twice. ``validate`` checks the whole sweep first."""
     from seqbench.bench.sweep import validate_trials
     get_executor(executor)
+    check_workers(workers, cpus_per_trial)  # before the database is touched
     if validate:
         validate_trials(trials)
     with Store(db) as store:

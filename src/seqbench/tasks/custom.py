@@ -263,12 +263,13 @@ NORMALIZE = ("none", "series", "feature")
 TRANSFORMS = ("none", "diff", "log", "returns")
 
 
-def parse_split(split: str | None, path) -> tuple[float, float, float] | None:
+def parse_split(split, path) -> tuple[float, float, float] | None:
+    """'0.7,0.15,0.15' or (0.7, 0.15, 0.15) (the CLI reads KEY=0.7,0.15,0.15 as a tuple)."""
     if split is None:
         return None
     try:
-        parts = tuple(float(v) for v in str(split).split(","))
-    except ValueError:
+        parts = tuple(float(v) for v in (str(split).split(",") if isinstance(split, str) else split))
+    except (TypeError, ValueError):
         parts = ()
     if len(parts) != 3 or min(parts) < 0 or parts[0] <= 0 or abs(sum(parts) - 1) > 1e-6:
         raise _fail(path, f"split={split!r} must be three fractions train,valid,test summing to 1, e.g. 0.7,0.15,0.15")
@@ -279,7 +280,8 @@ def parse_split(split: str | None, path) -> tuple[float, float, float] | None:
 def custom_task(path: str = "", kind: str = "auto", id: str | None = None, step: str | None = None,
                 label: str | None = None, target: str | None = None, value: str | None = None,
                 features: str | None = None, lookback: int | None = None, horizon: int | None = None,
-                season: int | None = None, seed: int = 0, split: str | None = None, test_path: str | None = None,
+                season: int | None = None, seed: int = 0, split: str | tuple[float, ...] | list[float] | None = None,
+                test_path: str | None = None,
                 normalize: str | None = None, transform: str | None = None, level: str | None = None,
                 seq_len: int | None = None, valid_len: int | None = None) -> Task:
     """Your own file: CSV/Parquet/NPZ sequences (classification, regression, per-step targets), a
