@@ -158,3 +158,20 @@ def test_recommend_on_the_ray_executor(data, tmp_path):
     finally:
         ray.shutdown()
     assert rec.ranked and rec.winner is not None and rec.test["accuracy"] > rec.trivial_test
+
+
+def test_streaming_memory_counts_shared_buffers_once():
+    """The NumPy engines keep NumPy views of the state's tensors: that memory is counted once, so the
+    TCN's and TrellisNet's states (the same buffers and folded weights in both engines) measure the
+    same on either engine."""
+    import torch
+
+    from seqbench.recommender import _state_bytes
+    for name in ("tcn", "trellisnet"):
+        m = seqbench.create_model(name, 1, 4, params=3_000).eval()
+        sizes = []
+        for engine in ("numpy", "torch"):
+            state = m.init_state(2, engine)
+            m.step(torch.randn(2, 30, 1), state)
+            sizes.append(_state_bytes(state))
+        assert sizes[0] == sizes[1], (name, sizes)

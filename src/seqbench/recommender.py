@@ -48,6 +48,7 @@ DEFAULT_MAX_PARAMS = 100_000
 MIN_PARAMS = 2_000
 SIZE_FACTOR = 3.0          # the size grid: MIN_PARAMS * 3^i up to the parameter limit
 REDUCTION = 3              # successive halving keeps the best third at each rung
+COSTS_VERSION = 2          # of how costs are measured: bumped, cached costs are measured again
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
 
 
@@ -138,7 +139,7 @@ def _machine() -> str:
 def _cost_key(task, cand: Candidate, batch: int) -> str:
     spec = {"model": cand.model, "params": cand.params, "opts": cand.opts, "d_in": task.d_in, "d_out": task.d_out,
             "seq_len": str(task.seq_len), "tokens": task.input_kind == "tokens", "batch": batch,
-            **task.model_kwargs()}
+            "method": COSTS_VERSION, **task.model_kwargs()}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -152,6 +153,8 @@ def _build(task, cand: Candidate, **extra):
 
 
 def _state_bytes(state) -> int:
+    """Bytes of the memory a streaming state holds: every tensor's storage and every array's owner
+    counted once (a NumPy view of a tensor, as the NumPy engines keep, is the tensor's memory)."""
     seen: set[int] = set()
 
     def walk(o) -> int:
@@ -162,11 +165,14 @@ def _state_bytes(state) -> int:
             seen.add(ptr)
             return o.untyped_storage().nbytes()
         if isinstance(o, np.ndarray):
-            base = o if o.base is None else o.base
-            if id(base) in seen:
+            while isinstance(o.base, np.ndarray):  # to the array that owns the memory
+                o = o.base
+            if isinstance(o.base, torch.Tensor):  # memory shared with a tensor
+                return walk(o.base)
+            if id(o) in seen:
                 return 0
-            seen.add(id(base))
-            return base.nbytes if isinstance(base, np.ndarray) else o.nbytes
+            seen.add(id(o))
+            return o.nbytes
         if isinstance(o, dict):
             return sum(walk(v) for v in o.values())
         if isinstance(o, (list, tuple)):
