@@ -2,8 +2,10 @@
 from command-line lists, a predefined suite, or a TOML/YAML file.
 
 A trial is a plain dict (JSON-able): task, task_opts, model, model_opts, params, seed, train
-(TrainConfig overrides). Its key is a hash of exactly those fields, so the same trial always has
-the same key and a rerun of the same sweep finds the trials already done.
+(TrainConfig overrides) and, for a user's file, data (its name and sha256). Its key is a hash of
+exactly those fields, so the same trial always has the same key and a rerun of the same sweep finds
+the trials already done. Fields outside the key say how to run it: imports (the user's modules),
+run (a shared run directory), keep_state (keep last.pt to continue later), test (score test or not).
 """
 from __future__ import annotations
 

@@ -116,9 +116,9 @@ class SeqModel(nn.Module):
         """Advance the stream: x (B, d_in) -> y (B, d_out), or a chunk x (B, C, d_in) -> (B, C, d_out).
 
         Equals ``self(x_full)[:, t]`` for the same weights. Streaming is inference: call
-        ``model.eval()`` first (dropout is not applied in convolutional models' steps); outputs
-        carry no autograd history. Convolutional models read their weights when ``init_state``
-        is called.
+        ``model.eval()`` first (steps apply no dropout); outputs carry no autograd history. The TCN,
+        TrellisNet, the LRU and (on its NumPy engine) the Transformer fold their weights into the
+        state when ``init_state`` is called: after changing the weights, start a new state.
         """
         self._check_streamable()
         chunk = isinstance(x, torch.Tensor) and x.dim() == self._chunk_ndim
