@@ -159,8 +159,16 @@ def load_plugin(spec: str) -> str:
     return str(Path(module.__file__).resolve()) if getattr(module, "__file__", None) else spec
 
 
+_PLUGINS_LOADED = False
+
+
 def load_entry_point_plugins() -> None:
-    """Modules advertised by installed packages under the ``seqbench.plugins`` entry-point group."""
+    """Modules advertised by installed packages under the ``seqbench.plugins`` entry-point group
+    (once per process; both registries call this before they answer)."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
     from importlib.metadata import entry_points
     for ep in entry_points(group="seqbench.plugins"):
         try:

@@ -271,11 +271,8 @@ class LocalExecutor(Executor):
         if str(trial.get("train", {}).get("device", "auto")) not in ("auto", "cuda") or not torch.cuda.is_available():
             return None
         n = torch.cuda.device_count()
-        busy = set(self.gpu_of.values())
-        free = [g for g in range(n) if g not in busy]
-        if self.workers > n:
-            self.workers = n  # one trial per GPU
-        return free[0] if free else 0
+        self.workers = min(self.workers, n)  # one trial per GPU: has_slot admits no more from now on
+        return next(g for g in range(n) if g not in set(self.gpu_of.values()))
 
     def pid(self, handle: Any) -> int | None:
         return handle.pid

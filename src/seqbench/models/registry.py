@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
-from seqbench.utils import describe_type, matches_type, parse_count, suggest
+from seqbench.utils import describe_type, load_entry_point_plugins, matches_type, parse_count, suggest
 
 _MODELS: dict[str, "ModelEntry"] = {}
 
@@ -145,5 +145,4 @@ def model_from_config(config: dict) -> SeqModel:
 def _ensure_loaded() -> None:
     # Importing the zoo modules runs their @register_model decorators; plugins register theirs.
     import seqbench.models.zoo  # noqa: F401
-    from seqbench.tasks.registry import _ensure_loaded as load_tasks_and_plugins
-    load_tasks_and_plugins()
+    load_entry_point_plugins()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.base import Task
-from seqbench.utils import check_seed, describe_type, matches_type, suggest
+from seqbench.utils import check_seed, describe_type, load_entry_point_plugins, matches_type, suggest
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,7 @@ def create_task(name: str, **cfg) -> Task:
     return entry.factory(**cfg)
 
 
-_PLUGINS_LOADED = False
-
-
 def _ensure_loaded() -> None:
-    global _PLUGINS_LOADED
-    if not _PLUGINS_LOADED:  # installed packages' tasks and models (entry-point group seqbench.plugins)
-        _PLUGINS_LOADED = True
-        from seqbench.utils import load_entry_point_plugins
-        load_entry_point_plugins()
     import seqbench.tasks.custom  # noqa: F401
     import seqbench.tasks.forecast  # noqa: F401
     import seqbench.tasks.language  # noqa: F401
@@ -106,3 +98,4 @@ def _ensure_loaded() -> None:
     import seqbench.tasks.music  # noqa: F401
     import seqbench.tasks.synthetic  # noqa: F401
     import seqbench.tasks.tsc  # noqa: F401
+    load_entry_point_plugins()  # installed packages' tasks and models (entry-point group seqbench.plugins)
