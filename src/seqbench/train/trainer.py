@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import random
 import shutil
 import tempfile
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import count_params
 from seqbench.tasks.base import Task
-from seqbench.utils import atomic_torch_save, atomic_write_json, atomic_write_text, check_seed, seed_everything
+from seqbench.utils import (atomic_torch_save, atomic_write_json, atomic_write_text, check_seed, describe_type,
+                            matches_type, seed_everything)
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("none", "step", "plateau")
@@ -72,17 +73,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a one-line SeqbenchError for a wrong type or an out-of-range value."""
-        for f in dataclasses.fields(self):
-            v, kind = getattr(self, f.name), str(f.type)
-            if v is None and "None" in kind:
-                continue
-            ok = (isinstance(v, str) if kind.startswith("str") else isinstance(v, bool) if kind.startswith("bool")
-                  else isinstance(v, int) and not isinstance(v, bool) if kind.startswith("int")
-                  else isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
-            if not ok:
-                want = kind.split(" |")[0].replace("float", "number").replace("int", "integer")
-                raise SeqbenchError(f"training option {f.name} must be a{'n' if want[0] in 'aeiou' else ''} {want}"
-                                    f", got {v!r}")
+        for name, hint in typing.get_type_hints(type(self)).items():  # the checks models and tasks use
+            if not matches_type(getattr(self, name), hint):
+                raise SeqbenchError(f"training option {name} must be {describe_type(hint)}, got {getattr(self, name)!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SeqbenchError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
