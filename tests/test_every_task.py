@@ -87,12 +87,14 @@ def _small_model(name, task):
     kwargs = {}
     if task.input_kind == "tokens":
         kwargs["embed_dim"] = 8
+    # dropout on: the training step goes through FastDropout (or TrellisNet's locked mask) on every task's shapes
     shape = {"tcn": {"levels": 2, "kernel_size": 3}, "trellisnet": {"levels": 3, "dilations": [1, 2]},
-             "transformer": {"layers": 1}, "lru": {"layers": 1}}.get(name, {})
+             "transformer": {"layers": 1}, "lru": {"layers": 1}, "gru": {"layers": 2}, "lstm": {"layers": 2},
+             "rnn": {"layers": 2}}.get(name, {})
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny budgets may miss by > 5%
-        return seqbench.create_model(name, task.d_in, task.d_out, params=None, hidden=8, **shape, **kwargs)
+        return seqbench.create_model(name, task.d_in, task.d_out, params=None, hidden=8, dropout=0.1, **shape, **kwargs)
 
 
 @pytest.mark.parametrize("task_name,kind", _task_cases(), ids=lambda v: v or "")
