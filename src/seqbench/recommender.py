@@ -573,6 +573,8 @@ class _Search:
         self.t_start = t_start
         self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
         self.reused, self.by_key = [], {}
+        # trials at once: the local executor's workers; Ray schedules any number, so cap it likewise
+        capacity = self.driver.executor.workers or max(1, os.cpu_count() or 1)
         live: dict[str, dict] = {}
         queue: list[tuple[str, int]] = []  # promoted trials waiting for a slot: (tid, epochs)
         total = max(1, int(deadline - time.monotonic()))
@@ -622,7 +624,7 @@ class _Search:
                         rec["state"] = "COMPLETE"
                         self.log(tid, live.pop(tid))
                 asks = 0
-                while self.driver.has_slot() and len(live) - len(queue) < self.driver.executor.workers:
+                while self.driver.has_slot() and len(live) - len(queue) < capacity:
                     left = deadline - time.monotonic()
                     if queue:
                         tid, epochs = queue.pop(0)
