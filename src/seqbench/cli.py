@@ -263,6 +263,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from seqbench.export import export_run
+    set_threads(args.threads)
+    load_imports(args)
+    desc = export_run(args.run, args.out, args.format, streaming=args.streaming, max_len=args.max_len,
+                      length=args.length, check=not args.no_check)
+    size = Path(args.out).stat().st_size
+    what = "one streaming step" if desc["streaming"] else "the full-sequence model"
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {what}, {desc['format']} via {desc['exporter']}) "
+          f"and {args.out}.json")
+    for kind in ("inputs", "outputs"):
+        print(f"  {kind}: " + ", ".join(f"{s['name']} {tuple(s['shape'])} {s['dtype']}" for s in desc[kind]))
+    if "fixed_length" in desc:
+        print(f"  the length is fixed at {desc['fixed_length']} steps (this model's scan unrolls over its chunks)")
+    if "max_abs_diff" in desc:
+        print(f"  checked against PyTorch ({desc['checked']}): max |difference| {desc['max_abs_diff']:.1e}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from seqbench.bench import write_report
     paths = write_report(args.db, args.out)
@@ -379,6 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="predictions file (.csv, .parquet or .npz); default: CSV on stdout")
     pr.add_argument("--threads", type=int)
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export a trained run to ONNX or torch.export (.pt2), optionally as "
+                        "one streaming step with its state as inputs/outputs", parents=[plugin])
+    ex.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+    ex.add_argument("--out", required=True, help="the file to write: model.onnx or model.pt2")
+    ex.add_argument("--format", choices=["onnx", "pt2"], help="default: from --out's extension")
+    ex.add_argument("--streaming", action="store_true",
+                    help="export one step: (x_t, *state) -> (y_t, *next_state) (causal models)")
+    ex.add_argument("--max-len", type=int, default=1024,
+                    help="streaming: the Transformer's KV cache length (steps per stream; default 1024)")
+    ex.add_argument("--length", type=int, default=64, help="the example sequence's length; the LRU's "
+                    "full-sequence graph is fixed to it (default 64)")
+    ex.add_argument("--no-check", action="store_true", help="skip running the file against PyTorch")
+    ex.add_argument("--threads", type=int)
+    ex.set_defaults(func=cmd_export)
 
     pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)", parents=[plugin])
     add_limits(pf)

