@@ -282,6 +282,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    from seqbench.compress import compress_run, compression_table, load_run
+    set_threads(args.threads)
+    load_imports(args)
+    rows = compress_run(args.run, args.out, quantize=args.quantize, prune=args.prune, distill_into=args.distill_into,
+                        epochs=args.epochs, temperature=args.temperature, alpha=args.alpha,
+                        progress=None if not args.no_progress else False)
+    print(compression_table(rows, load_run(args.run)[1]))
+    print(f"variants written under {args.out}/ (each a run directory); table in {args.out}/compression.md")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from seqbench.bench import write_report
     paths = write_report(args.db, args.out)
@@ -413,6 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-check", action="store_true", help="skip running the file against PyTorch")
     ex.add_argument("--threads", type=int)
     ex.set_defaults(func=cmd_export)
+
+    cp = sub.add_parser("compress", help="smaller/faster variants of a trained run (int8, TCN pruning, "
+                        "distillation), each a run directory, with a comparison table", parents=[plugin])
+    cp.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+    cp.add_argument("--out", required=True, help="directory for the variants and compression.md")
+    cp.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (lstm, gru, rnn)")
+    cp.add_argument("--prune", type=float, help="fraction of TCN channels to remove, then fine-tune (e.g. 0.5)")
+    cp.add_argument("--distill-into", help="a student MODEL:PARAMS trained on the teacher's soft outputs, e.g. tcn:10k "
+                    "(a student of the same size from scratch is trained beside it for comparison)")
+    cp.add_argument("--epochs", type=int, help="epochs for fine-tuning (default: a quarter of the run's) and "
+                    "distillation (default: the run's)")
+    cp.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2)")
+    cp.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term (default 0.5)")
+    cp.add_argument("--threads", type=int)
+    cp.add_argument("--no-progress", action="store_true")
+    cp.set_defaults(func=cmd_compress)
 
     pf = sub.add_parser("profile", help="measure the recommend candidates' costs on this machine (for --costs)", parents=[plugin])
     add_limits(pf)

@@ -63,6 +63,8 @@ def to_device(obj: Any, device: torch.device) -> Any:
         if device.type == "cuda" and obj.device.type == "cpu":
             return obj.pin_memory().to(device, non_blocking=True)
         return obj.to(device)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple takes its fields positionally
+        return type(obj)(*(to_device(o, device) for o in obj))
     if isinstance(obj, (tuple, list)):
         return type(obj)(to_device(o, device) for o in obj)
     return obj

@@ -540,6 +540,9 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, *, 
     run = Path(run_dir)
     model = load_model(run)
     cfg = json.loads((run / "config.json").read_text())
+    if (cfg.get("compress") or {}).get("quantize"):
+        raise SeqbenchError(f"{run} is an int8 variant (torch dynamic quantization does not export); export the "
+                            f"float run it came from ({cfg['compress'].get('from', 'its source')})")
     meta = {"model": cfg.get("model"), "task": cfg.get("task"), "preprocessing": cfg.get("fitted") or {}}
     desc = export_model(model, out, fmt, streaming=streaming, max_len=max_len, length=length, meta=meta)
     if check and not (fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None):

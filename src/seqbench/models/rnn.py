@@ -37,9 +37,10 @@ class _Recurrent(SeqModel):
         return self.head(out)
 
     def _init_state(self, batch_size: int, engine: str):
-        p = self.head.weight
-        h = torch.zeros(self.layers, batch_size, self.hidden, device=p.device, dtype=p.dtype)
-        return (h, h.clone()) if isinstance(self.rnn, nn.LSTM) else h
+        p = next(self.parameters(), None)  # none in an int8 (dynamically quantized) copy: float32 on the CPU
+        h = torch.zeros(self.layers, batch_size, self.hidden, device=None if p is None else p.device,
+                        dtype=torch.float32 if p is None else p.dtype)
+        return (h, h.clone()) if self.rnn.mode == "LSTM" else h  # (an int8 LSTM is no nn.LSTM subclass)
 
     def _step(self, x_t, state):
         out, state = self.rnn(x_t.unsqueeze(1), state)  # (B, 1, H)

@@ -103,6 +103,7 @@ class ClassificationTask(ArrayTask):
 
     metric = Metric("accuracy", higher_is_better=True)
     output_steps = "last"
+    soft_targets = "softmax"
     trivial_note = "majority class of the training set, scored on test"
 
     def _finish_classes(self) -> None:

@@ -57,6 +57,9 @@ class Task:
     recommended: dict[str, Any] = {}
     input_kind: str = "features"  # "features": float (B, L, d_in); "tokens": integer ids (B, L) in 0..d_in-1
     embed_dim: int = 128          # token tasks: the embedding width models get by default
+    # what the outputs are, for distillation's soft targets: "softmax" logits (classes, tokens),
+    # "sigmoid" logits (independent units, multi-label), or "mse" (values)
+    soft_targets: str = "mse"
 
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}

@@ -59,6 +59,7 @@ class TokenStream(Task):
     Subclasses call ``_setup`` with {vocab, train, valid, test} id arrays."""
 
     input_kind = "tokens"
+    soft_targets = "softmax"
     level = "char"
 
     def _setup(self, arrays: dict[str, np.ndarray], seq_len: int, valid_len: int, max_tokens: int | None) -> None:

@@ -68,6 +68,7 @@ class Chorales(ArrayTask):
     name = "chorales"
     d_in = d_out = KEYS
     metric = Metric("nll", higher_is_better=False)
+    soft_targets = "sigmoid"
     output_steps = "all"
     source = "Bach chorales from music21's corpus (music21 is BSD-licensed)"
     paper = PaperReference({"tcn": 8.10, "lstm": 8.45, "gru": 8.43, "rnn": 8.91},

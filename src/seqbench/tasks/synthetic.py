@@ -115,6 +115,8 @@ class CopyMemory(_SeededTask):
     10 ln 8 / (T + 20), the memory-less baseline. Secondary metric: accuracy on the last 10 steps.
     """
 
+    soft_targets = "softmax"
+
     name = "copy_memory"
     d_in, d_out = 1, 10
     metric = Metric("loss", higher_is_better=False)

@@ -455,4 +455,8 @@ def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
         raise SeqbenchError(f"checkpoint {ckpt} does not match {cfg_path} "
                             f"({first[1].strip() if len(first) > 1 else first[0] if first else type(e).__name__})"
                             ) from None
+    recipe = json.loads(cfg_path.read_text()).get("compress") or {}
+    if recipe.get("quantize") == "int8":  # `seqbench compress --quantize int8`: derived from the float weights
+        from seqbench.compress import quantize_int8
+        model = quantize_int8(model)
     return model

@@ -1,0 +1,286 @@
+"""Smaller and faster variants of a trained run, each a run directory evaluated on the test split.
+
+* ``int8``: dynamic quantization (int8 weights, activations quantized on the fly) of the recurrent
+  layers and linear maps of the LSTM/GRU/RNN. The run directory keeps the float weights and the
+  recipe (``config.json`` ``compress``); ``load_model`` re-derives the int8 weights, which depend
+  on the float weights only (torch's packed int8 parameters cannot be read with
+  ``torch.load(weights_only=True)``, and nothing here unpickles). Convolutions are not quantized:
+  measured slower than float on this CPU in every path tried (BENCHMARKS.md, "Compression").
+* ``prune``: structured pruning of a TCN: the least important residual channels are removed from
+  every block, giving a plain, narrower TCN, which is then fine-tuned.
+* ``distill``: a smaller student of any zoo architecture trained on the labels plus the teacher's
+  softened outputs (temperature T, weight alpha on the teacher's term).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqbench.errors import SeqbenchError
+
+QUANTIZE = ("int8",)
+
+
+def load_run(run_dir: str | Path):
+    """(model, task, config dict) of a run directory; the task rebuilt from its config."""
+    import seqbench
+    from seqbench.train.trainer import load_model
+    run = Path(run_dir)
+    model = load_model(run).eval()
+    cfg = json.loads((run / "config.json").read_text())
+    task_cfg = dict(cfg["task"])
+    task = seqbench.create_task(task_cfg.pop("name"), **task_cfg)
+    return model, task, cfg
+
+
+# -- int8 -------------------------------------------------------------------------------------
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of an LSTM/GRU/RNN model's recurrent layers and linear maps (a copy)."""
+    from seqbench.models.rnn import _Recurrent
+    inner = getattr(model, "inner", model)
+    if not isinstance(inner, _Recurrent):
+        name = inner.config.get("name", type(inner).__name__)
+        raise SeqbenchError(f"--quantize int8 applies to lstm, gru and rnn runs; {name} is not quantized because "
+                            "int8 measured slower than its float step on this CPU (see BENCHMARKS.md, 'Compression'); "
+                            "try --prune (tcn) or --distill-into")
+    import copy
+    engine = "x86" if "x86" in torch.backends.quantized.supported_engines else torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    import warnings
+    with warnings.catch_warnings():  # torch deprecates its quantized tensor types in favour of torchao (GPU-first)
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.LSTM, nn.GRU, nn.RNN, nn.Linear},
+                                                      dtype=torch.qint8)
+
+
+def weights_bytes(model: nn.Module) -> int:
+    """Size of the model's serialized weights (int8 modules as torch packs them)."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+# -- structured pruning -----------------------------------------------------------------------
+def prune_tcn(model: nn.Module, amount: float) -> nn.Module:
+    """A narrower TCN without the ``amount`` fraction of residual channels that matter least.
+
+    The residual stream's channels are shared by every block (identity shortcuts), so one set is
+    kept throughout: a channel's importance is the L1 norm of every weight that reads or writes it
+    (both convs of each block, the 1x1 shortcut, the head). The result is a plain ``TCN`` of the
+    smaller width, computing what the kept channels computed (fine-tune it afterwards)."""
+    from seqbench.export import plain_copy
+    from seqbench.models.tcn import TCN
+    if not isinstance(model, TCN):
+        raise SeqbenchError(f"--prune removes TCN channels; this run is a {model.config.get('name')}. "
+                            "Use --distill-into to shrink other models")
+    if not isinstance(amount, (int, float)) or not 0 < amount < 1:
+        raise SeqbenchError(f"--prune takes the fraction of channels to remove, in (0, 1), got {amount!r}")
+    src = plain_copy(model)
+    H = src.hidden
+    keep_n = max(1, round(H * (1 - amount)))
+    score = torch.zeros(H)
+    for i, block in enumerate(src.blocks):
+        for conv in (block.conv1, block.conv2):
+            score += conv.weight.abs().sum(dim=(1, 2))  # writes channel c
+            if conv is block.conv2 or i > 0:
+                score += conv.weight.abs().sum(dim=(0, 2))  # reads channel c
+        if block.downsample is not None:
+            score += block.downsample.weight.abs().sum(dim=(1, 2))
+    score += src.head.weight.abs().sum(0)
+    keep = torch.sort(torch.topk(score, keep_n).indices).values
+    cfg = {k: v for k, v in model.config.items() if k != "name"}
+    small = TCN(**{**cfg, "hidden": keep_n})
+    with torch.no_grad():
+        for i, (a, b) in enumerate(zip(src.blocks, small.blocks)):
+            ins = slice(None) if i == 0 else keep
+            _set_conv(b.conv1, a.conv1.weight[keep][:, ins], a.conv1.bias[keep])
+            _set_conv(b.conv2, a.conv2.weight[keep][:, keep], a.conv2.bias[keep])
+            if a.downsample is not None:
+                b.downsample.weight.copy_(a.downsample.weight[keep][:, ins])
+                b.downsample.bias.copy_(a.downsample.bias[keep])
+        small.head.weight.copy_(src.head.weight[:, keep])
+        small.head.bias.copy_(src.head.bias)
+    return small
+
+
+def _set_conv(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Give a weight-normed conv the effective weight ``weight``: v = weight, g = ||v|| per output."""
+    pw = conv.parametrizations.weight
+    pw.original1.copy_(weight)
+    pw.original0.copy_(weight.flatten(1).norm(dim=1).view_as(pw.original0))
+    conv.bias.copy_(bias)
+
+
+# -- distillation -------------------------------------------------------------------------------
+class Soft(NamedTuple):
+    """A training target with the teacher's output beside the label."""
+    target: Any
+    teacher: torch.Tensor
+
+
+class DistillTask:
+    """The task, with training batches that carry the teacher's outputs and a loss that mixes
+    ``(1 - alpha) * task loss + alpha * T^2 * soft loss``. The soft loss follows the task's
+    outputs (``soft_targets``): cross-entropy to the teacher's softened distribution (softmax),
+    per-unit binary cross-entropy (sigmoid, multi-label music), or squared error (regression).
+    Validation and test are the task's own."""
+
+    def __init__(self, task, teacher: nn.Module, temperature: float = 2.0, alpha: float = 0.5):
+        if not temperature > 0 or not 0 <= alpha <= 1:
+            raise SeqbenchError(f"distillation needs temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}")
+        self.task, self.teacher, self.T, self.alpha = task, teacher.eval(), float(temperature), float(alpha)
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def batches(self, split, batch_size, shuffle_seed=None, **kw):
+        for x, y in self.task.batches(split, batch_size, shuffle_seed=shuffle_seed, **kw):
+            if split != "train":
+                yield x, y
+                continue
+            with torch.no_grad():
+                soft = self.task.predict(self.teacher, x)
+            yield x, Soft(y, soft)  # outside no_grad: the student's forward runs while the generator waits
+
+    def loss(self, out, target):
+        if not isinstance(target, Soft):
+            return self.task.loss(out, target)
+        hard = self.task.loss(out, target.target)
+        t = target.teacher.to(out.device, out.dtype)
+        kind, T = self.task.soft_targets, self.T
+        if kind == "softmax":
+            soft = F.cross_entropy((out / T).flatten(0, -2), F.softmax(t / T, dim=-1).flatten(0, -2)) * T * T
+        elif kind == "sigmoid":
+            soft = F.binary_cross_entropy_with_logits(out / T, torch.sigmoid(t / T)) * T * T
+        else:
+            soft = F.mse_loss(out, t)
+        return (1 - self.alpha) * hard + self.alpha * soft
+
+
+def parse_student(spec: str) -> tuple[str, int]:
+    """'tcn:10k' -> ('tcn', 10000)."""
+    import seqbench
+    from seqbench.utils import parse_count
+    name, _, size = str(spec).partition(":")
+    if name not in seqbench.list_models() or not size:
+        raise SeqbenchError(f"--distill-into takes MODEL:PARAMS, e.g. tcn:10k (models: {', '.join(seqbench.list_models())}), "
+                            f"got {spec!r}")
+    return name, parse_count(size)
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def measure(model: nn.Module, task, *, reps: int = 200, params: int | None = None) -> dict[str, Any]:
+    """Weights size, parameters, B=1 step latency (1 thread) and full-sequence latency, test metric."""
+    from seqbench.models.base import count_params
+    model.eval()
+    x, _ = next(iter(task.batches("test", 1)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            seq_ms = _time(lambda: task.predict(model, x), max(3, reps // 20))
+            step_ms = None
+            if getattr(model, "causal", False) and getattr(model, "supports_step", False):
+                state = model.init_state(1)
+                x_t = x[:, 0]
+                step_ms = _time(lambda: model.step(x_t, state), reps)
+    finally:
+        torch.set_num_threads(threads)
+    return {"weights_bytes": weights_bytes(model), "params": params or count_params(model), "step_ms": step_ms, "seq_ms": seq_ms,
+            **task.evaluate(model, "test")}
+
+
+def _time(fn, n: int) -> float:
+    for _ in range(max(2, n // 10)):
+        fn()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best * 1e3
+
+
+# -- the command --------------------------------------------------------------------------------
+def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None = None, prune: float | None = None,
+                 distill_into: str | None = None, epochs: int | None = None, temperature: float = 2.0,
+                 alpha: float = 0.5, progress: bool | None = None) -> list[dict]:
+    """Write each requested variant as a run directory under ``out`` (``int8/``, ``pruned/``,
+    ``distilled/``) and ``out/compression.md``; return the table's rows (the original first)."""
+    import seqbench
+    from seqbench.train import TrainConfig
+    from seqbench.utils import atomic_write_json, atomic_write_text
+    if quantize is None and prune is None and distill_into is None:
+        raise SeqbenchError("nothing to do: give --quantize int8, --prune FRACTION and/or --distill-into MODEL:PARAMS")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise SeqbenchError(f"unknown --quantize {quantize!r}; use int8")
+    student = parse_student(distill_into) if distill_into is not None else None
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise SeqbenchError(f"--epochs must be a positive integer, got {epochs!r}")
+    run, out = Path(run_dir), Path(out)
+    if out.resolve() == run.resolve():
+        raise SeqbenchError(f"--out {out} is the run itself; give a new directory")
+    teacher, task, cfg = load_run(run)
+    if prune is not None:
+        prune_tcn(teacher, prune)  # its errors before any work
+    if quantize is not None:
+        quantize_int8(teacher)
+    train_cfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    rows = [{"variant": "original", "model": teacher.config["name"], **measure(teacher, task)}]
+    out.mkdir(parents=True, exist_ok=True)
+    if quantize is not None:
+        dest = out / "int8"
+        tmp = out / ".int8.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        shutil.copy2(run / "best.pt", tmp / "best.pt")
+        atomic_write_json(tmp / "config.json", {**cfg, "compress": {"quantize": "int8", "from": str(run)}})
+        q = seqbench.load_model(tmp)
+        row = {"variant": "int8 (dynamic)", "model": teacher.config["name"],
+               **measure(q, task, params=rows[0]["params"])}
+        atomic_write_json(tmp / "result.json", {"test": {task.metric.name: row[task.metric.name]}, "compress": "int8"})
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        rows.append(row)
+    if prune is not None:
+        small = prune_tcn(teacher, prune)
+        before = task.evaluate(small, "test")[task.metric.name]
+        ft = dataclasses.replace(train_cfg, epochs=epochs or max(1, train_cfg.epochs // 4), lr=train_cfg.lr / 2,
+                                 device="cpu")
+        seqbench.train(small, task, ft, out_dir=out / "pruned", overwrite=True, progress=progress)
+        small = seqbench.load_model(out / "pruned")
+        rows.append({"variant": f"pruned {prune:.0%} + fine-tuned", "model": f"tcn, hidden {small.hidden}",
+                     "before_finetune": before, **measure(small, task)})
+    if student is not None:
+        name, params = student
+        for tag, use_teacher in (("distilled", True), ("scratch", False)):
+            torch.manual_seed(train_cfg.seed)
+            m = seqbench.create_model(name, task.d_in, task.d_out, params=params, **task.model_kwargs())
+            t = DistillTask(task, teacher, temperature, alpha) if use_teacher else task
+            seqbench.train(m, t, dataclasses.replace(train_cfg, epochs=epochs or train_cfg.epochs, device="cpu"),
+                           out_dir=out / f"{tag}-{name}", overwrite=True, progress=progress)
+            m = seqbench.load_model(out / f"{tag}-{name}")
+            label = f"distilled into {distill_into}" if use_teacher else f"{distill_into} from scratch (same budget)"
+            rows.append({"variant": label, "model": name, **measure(m, task)})
+    atomic_write_text(out / "compression.md", compression_table(rows, task) + "\n")
+    return rows
+
+
+def compression_table(rows: list[dict], task) -> str:
+    from seqbench.tables import fmt, md_table
+    metric = task.metric.name
+    head = ["variant", "model", "weights", "params", "step (B=1)", "full sequence (B=1)", f"test {metric}"]
+    body = [[r["variant"], r["model"], f"{r['weights_bytes'] / 1024:,.0f} KiB", f"{r['params']:,}",
+             "-" if r["step_ms"] is None else f"{r['step_ms']:.3f} ms", f"{r['seq_ms']:.2f} ms", fmt(r[metric])]
+            for r in rows]
+    return md_table(head, body)
