@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test bench results clean
 
 $(STAMP): pyproject.toml Makefile src/seqbench/data/optional.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/sweep_overhead.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/sweep_overhead.py benchmarks/compress.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The TCN paper's comparison rerun (README "Results"): hours on 2 cores, resumable (finished trials are
+# kept in results/results.db and skipped); writes results/report.md, summary.md, RUN.md, results.csv
+results: $(STAMP)
+	$(PY) benchmarks/results.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,131 @@
+"""The TCN paper's comparison rerun with seqbench (`make results`): the tcn-paper suite's standard
+budget plus an effective-memory sweep (copy memory at 10K parameters over several T), written to
+results/. Resumable: the store (results/results.db, not committed) skips finished trials, so the
+run can be interrupted and continued; a rerun after a finished one trains nothing and only rewrites
+the outputs.
+
+    python benchmarks/results.py [--workers N] [--models tcn,lstm,gru] [--no-train]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+OUT = ROOT / "results"
+DB = OUT / "results.db"
+
+SYNTHETIC = ["adding", "copy_memory"]
+REAL = ["chorales", "smnist", "pmnist"]
+MEMORY_T = [50, 100, 200, 500, 1000]  # copy memory T values for the effective-memory plot
+MEMORY_PARAMS = 10_000                 # the paper's effective-memory study uses ~10K parameters
+
+
+def trials(models: list[str]) -> list[dict]:
+    from seqbench.bench.sweep import TCN_PAPER, make_trial, suite_trials
+    main = (suite_trials("tcn-paper", "standard", models, [0, 1, 2], SYNTHETIC)
+            + suite_trials("tcn-paper", "standard", models, [0], REAL))
+    cfg = TCN_PAPER["copy_memory"]
+    task_opts, train = cfg["standard"][:2]
+    memory = [make_trial("copy_memory", m, 0, params=MEMORY_PARAMS, task_opts={**task_opts, "T": t},
+                         model_opts=cfg["tcn"] if m == "tcn" else {}, train={**cfg["train"], **train})
+              for t in MEMORY_T for m in models]
+    order = {"chorales": 0, "copy_memory": 1, "smnist": 3, "pmnist": 4, "adding": 5}
+    main.sort(key=lambda t: (order[t["task"]], t["seed"]))
+    return memory + main  # cheap first: the memory curve, music, copy memory; then MNIST; adding last
+
+
+def revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+MODELS_SHOWN = ("tcn", "lstm", "gru")
+
+
+def summary(db: Path, keys: list[str]) -> str:
+    """The paper-style comparison: one row per main task, our mean +- std over seeds per model beside
+    the paper's Table 1, and whether the ordering of TCN, LSTM and GRU agrees."""
+    from seqbench.bench import Store
+    from seqbench.tables import fmt, md_table
+    with Store(db, readonly=True) as store:
+        rows = [r for r in store.rows("done") if r["key"] in set(keys)]
+    main_rows = [r for r in rows if not (r["task"] == "copy_memory" and r["budget"] == MEMORY_PARAMS)]
+    tasks = [t for t in ["adding", "copy_memory", "smnist", "pmnist", "chorales"] if any(r["task"] == t for r in main_rows)]
+    body = []
+    for task in tasks:
+        rs = [r for r in main_rows if r["task"] == task]
+        hib = bool(rs[0]["higher_is_better"])
+        ours, paper, cells = {}, {}, []
+        for m in MODELS_SHOWN:
+            vals = [r["test_metric"] for r in rs if r["model"] == m and r["test_metric"] is not None]
+            if vals:
+                ours[m] = statistics.fmean(vals)
+                cells.append(fmt(ours[m]) + (f" ± {fmt(statistics.stdev(vals))}" if len(vals) > 1 else "")
+                             + f" (n={len(vals)})")
+            else:
+                cells.append("pending")
+            p = next((r["paper"] for r in rs if r["model"] == m and r["paper"] is not None), None)
+            if p is not None:
+                paper[m] = p
+        order = lambda d: " > ".join(sorted(d, key=d.get, reverse=hib))  # noqa: E731 - best first
+        agree = ("-" if len(ours) < 3 else "same" if order(ours) == order(paper)
+                 else f"differs (ours {order(ours)}; paper {order(paper)})")
+        body.append([task, f"{rs[0]['metric']} ({'max' if hib else 'min'})", *cells,
+                     *(fmt(paper.get(m)) for m in MODELS_SHOWN), agree])
+    head = ["task", "metric", *MODELS_SHOWN, *(f"paper {m}" for m in MODELS_SHOWN), "ordering vs paper"]
+    return md_table(head, body)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=None, help="trials at once (default: CPU cores)")
+    ap.add_argument("--models", default="tcn,lstm,gru")
+    ap.add_argument("--no-train", action="store_true", help="only rewrite the outputs from the store")
+    args = ap.parse_args()
+    from common import machine
+
+    from seqbench.bench import Store, run_sweep, write_report
+    from seqbench.utils import atomic_write_text
+    OUT.mkdir(exist_ok=True)
+    todo = trials(args.models.split(","))
+    t0 = time.time()
+    if not args.no_train:
+        print(run_sweep(todo, DB, workers=args.workers, cpus_per_trial=1))
+    write_report(DB, OUT)
+    with Store(DB, readonly=True) as store:
+        store.export(OUT / "results.csv")
+        done = [r for r in store.rows("done") if r["key"] in {t["key"] for t in todo}]
+    train_h = sum(r["train_time"] or 0 for r in done) / 3600
+    command = "make results"  # = python benchmarks/results.py
+    atomic_write_text(OUT / "summary.md", summary(DB, [t["key"] for t in todo]) + "\n")
+    atomic_write_text(OUT / "RUN.md", "\n".join([
+        "# How these results were produced", "",
+        f"- command: `{command}` (resumable; a rerun trains only what is missing)",
+        f"- seqbench revision: {revision()}",
+        f"- machine: {machine()}; one trial per core, 1 torch thread each",
+        f"- trials done: {len(done)} of {len(todo)}; training time summed over trials: {train_h:.2f} h",
+        f"- written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + (f" (this invocation: {(time.time() - t0) / 60:.1f} min)" if not args.no_train else ""),
+        "- trials: the tcn-paper suite's `standard` budget (seqbench/bench/sweep.py) for adding, copy_memory "
+        "(seeds 0-2), chorales, smnist, pmnist (seed 0); copy memory at 10K parameters for "
+        f"T = {', '.join(map(str, MEMORY_T))} (seed 0) for the effective-memory plot",
+        "- files: report.md / report.html (all trials, plots), summary.md (the comparison with the paper), "
+        "results.csv (every trial's row)", ""]))
+    print(f"wrote results/report.md, summary.md, RUN.md, results.csv ({len(done)} of {len(todo)} trials done)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
