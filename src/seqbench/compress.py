@@ -255,8 +255,7 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
     if prune is not None:
         small = prune_tcn(teacher, prune)
         before = task.evaluate(small, "test")[task.metric.name]
-        ft = dataclasses.replace(train_cfg, epochs=epochs or max(1, train_cfg.epochs // 4), lr=train_cfg.lr / 2,
-                                 device="cpu")
+        ft = dataclasses.replace(train_cfg, epochs=epochs or max(1, train_cfg.epochs // 4), lr=train_cfg.lr / 2)
         seqbench.train(small, task, ft, out_dir=out / "pruned", overwrite=True, progress=progress)
         small = seqbench.load_model(out / "pruned")
         rows.append({"variant": f"pruned {prune:.0%} + fine-tuned", "model": f"tcn, hidden {small.hidden}",
@@ -267,7 +266,7 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
             torch.manual_seed(train_cfg.seed)
             m = seqbench.create_model(name, task.d_in, task.d_out, params=params, **task.model_kwargs())
             t = DistillTask(task, teacher, temperature, alpha) if use_teacher else task
-            seqbench.train(m, t, dataclasses.replace(train_cfg, epochs=epochs or train_cfg.epochs, device="cpu"),
+            seqbench.train(m, t, dataclasses.replace(train_cfg, epochs=epochs or train_cfg.epochs),
                            out_dir=out / f"{tag}-{name}", overwrite=True, progress=progress)
             m = seqbench.load_model(out / f"{tag}-{name}")
             label = f"distilled into {distill_into}" if use_teacher else f"{distill_into} from scratch (same budget)"
