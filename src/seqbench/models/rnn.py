@@ -1,6 +1,9 @@
 """Recurrent baselines: LSTM, GRU and Elman RNN (torch's native modules) with a linear readout.
 
-``causal=False`` makes them bidirectional (the readout sees both directions).
+``causal=False`` makes them bidirectional (the readout sees both directions). The LSTM's forget
+gates start with bias 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras' default), so the cell
+keeps its memory from the first step: with torch's default (bias ~0) a 70K LSTM on seq-MNIST stayed
+at chance for 940 Adam steps (train loss ln 10 throughout); with bias 1 it moved within 300 steps.
 """
 from __future__ import annotations
 
@@ -26,6 +29,11 @@ class _Recurrent(SeqModel):
         self.rnn = self.rnn_cls(d_in, hidden, layers, batch_first=True,
                                 dropout=dropout if layers > 1 else 0.0, bidirectional=not causal)
         self.head = nn.Linear(hidden * (1 if causal else 2), d_out)
+        if self.rnn.mode == "LSTM":
+            with torch.no_grad():  # gates are ordered [input, forget, cell, output]
+                for name, b in self.rnn.named_parameters():
+                    if name.startswith("bias_"):
+                        b[hidden:2 * hidden] = 1.0 if name.startswith("bias_ih") else 0.0
 
     def describe(self) -> str:
         return f"{self.layers} layer{'s' * (self.layers > 1)} x {self.hidden}" + \
