@@ -216,7 +216,9 @@ def report_dir(tmp_path_factory):
     db = tmp / "r.db"
     trials = tiny_trials() + [t for T in (10, 30) for t in grid_trials(
         ["copy_memory"], ["tcn", "gru"], [0], ["3k"], {"T": T, "n_train": 64, "n_valid": 32, "n_test": 32}, None,
-        {"epochs": 1})] + grid_trials(["adding"], ["tcn", "gru"], [0], ["6k"], TINY, None, {"epochs": 1})
+        {"epochs": 1})] + grid_trials(["adding"], ["tcn", "gru"], [0], ["6k"], TINY, None, {"epochs": 1}) + grid_trials(
+        ["adding"], ["tcn"], [0], ["2k"], {"seq_len": 600, "n_train": 32, "n_valid": 16, "n_test": 16}, None,
+        {"epochs": 1})  # the paper's T: its Table 1 number stands beside
     run_sweep(trials, db, workers=2, progress=False)
     write_report(db, tmp / "out")
     return db, tmp / "out"
@@ -232,7 +234,10 @@ def test_report_table_respects_direction(report_dir):
     best = min(means, key=means.get)  # mse: lower is better
     cells = row.split("|")[4:6]  # gru, tcn columns (sorted)
     assert ("**" in cells[0]) == (best == "gru") and ("**" in cells[1]) == (best == "tcn")
-    assert "paper" in md and "5.80e-05" in md  # the paper's TCN number in the reference column
+    paper_row = next(line for line in md.splitlines() if line.startswith("| adding (seq_len=600)"))
+    assert paper_row.rstrip(" |").endswith("tcn 5.80e-05")  # the paper's TCN number in the reference column
+    other = next(line for line in md.splitlines() if line.startswith("| copy_memory (T=10)"))
+    assert other.rstrip(" |").endswith("| -")  # Table 1 is at T=1000: no number beside T=10
     assert "| 0.1767 |" in row  # the trivial baseline, from the store
     for png in ("learning_curves.png", "metric_vs_params.png", "effective_memory.png"):
         assert (out / png).stat().st_size > 5000
@@ -267,7 +272,7 @@ def test_report_panels_use_each_tasks_metric(report_dir):
     labels = {p["title"]: p["ylabel"] for p in panels}
     assert labels["adding (seq_len=20), 3K"] == "valid mse"
     assert labels["copy_memory (T=10), 3K"] == "valid loss"
-    assert all(set(p["lines"]) == {"gru", "tcn"} for p in panels)
+    assert all(set(p["lines"]) == ({"tcn"} if "seq_len=600" in p["title"] else {"gru", "tcn"}) for p in panels)
 
 
 def test_report_rows_are_per_dataset_and_reruns_see_new_data(tmp_path):

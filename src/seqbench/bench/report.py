@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +34,12 @@ def _task_label(row: dict) -> str:
     return row["task"] + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
 
 
+def _natural(config: tuple[str, int]) -> tuple:
+    """Sort key: numbers inside task labels compare as numbers (T=50 < T=100 < T=1000)."""
+    task, budget = config
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", task)), budget
+
+
 def summarize(rows: list[dict]) -> dict[tuple[str, int, str], list[dict]]:
     """Done trials grouped by (task label, budget, model): each group holds the seeds of one
     configuration, so a mean +- std is always over seeds, never over model sizes or datasets."""
@@ -50,7 +57,7 @@ def _mean_std(vals: list[float]) -> str:
 
 def results_table(groups: dict) -> tuple[list[str], list[list[str]]]:
     """(header, rows as plain strings with **bold** best), markdown-ready: one row per task and budget."""
-    configs = sorted({(t, b) for t, b, _ in groups})
+    configs = sorted({(t, b) for t, b, _ in groups}, key=_natural)
     models = sorted({m for _, _, m in groups})
     header = ["task", "budget", "metric"] + models + ["trivial baseline", "paper (Bai et al. 2018)"]
     out = []
@@ -92,7 +99,7 @@ def speed_table(groups: dict) -> tuple[list[str], list[list[str]]]:
 def learning_curve_panels(groups: dict) -> list[dict]:
     """One panel per task and budget: title, y-label (that task's own metric) and the mean
     validation curve over seeds of each model."""
-    configs = sorted({(t, b) for t, b, _ in groups})
+    configs = sorted({(t, b) for t, b, _ in groups}, key=_natural)
     several_budgets = len({b for _, b in configs}) > 1
     panels = []
     for task, budget in configs:
