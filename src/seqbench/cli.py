@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     paper = task.paper.values.get(args.model)
     chance = f" (chance {fmt(task.chance_level)})" if task.chance_level is not None else ""
     print(f"test {name}: {fmt(result.test[name])}   trivial baseline: {fmt(task.trivial_baseline)}{chance}   "
-          f"paper ({args.model}): {fmt(paper)}" + (f" [{task.paper.note}]" if paper is not None else ""))
+          f"paper ({args.model}): {fmt(paper)}" + (f" [{task.paper.note}]" if task.paper.note else ""))
     extra = {k: v for k, v in result.test.items() if k != name}
     if extra:
         print("also: " + ", ".join(f"{k} {fmt(v)}" for k, v in extra.items()))
