@@ -353,8 +353,7 @@ def _lru_scan_real(lru, u, chunk: int):
 def _io_spec(module: nn.Module, streaming: bool, length: int | None, fixed_length: bool) -> dict:
     """Names, shapes ('batch' / 'length' symbolic) and dtypes of the graph's inputs and outputs."""
     if not streaming:
-        m = module.m
-        token = m.d_in is not None and hasattr(m, "embed") and isinstance(getattr(m, "embed"), nn.Embedding)
+        m, token = module.m, module.token
         L = length if fixed_length else "length"
         x = {"name": "x", "shape": ["batch", L] if token else ["batch", L, m.d_in],
              "dtype": "int64" if token else "float32", "doc": "token ids" if token else "the input sequence"}
@@ -398,10 +397,10 @@ def export_model(model: nn.Module, out: str | Path, fmt: str = "onnx", *, stream
     fixed_length = not streaming and isinstance(getattr(model, "inner", model), LRU)
     if streaming:
         args = (module.example_input(2), *module.init_state(2))
+    elif module.token:
+        args = (torch.zeros(2, length, dtype=torch.int64),)
     else:
-        token = hasattr(module.m, "inner")
-        x = torch.zeros(2, length, dtype=torch.int64) if token else torch.randn(2, length, model.d_in)
-        args = (x.to(next(model.parameters()).dtype) if not token else x,)
+        args = (torch.randn(2, length, model.d_in, dtype=next(model.parameters()).dtype),)
     import logging
     import warnings
     quiet = logging.getLogger("torch.onnx")  # its registry logs a line per missing torchvision op
