@@ -41,14 +41,11 @@ def trials(models: list[str]) -> list[dict]:
 
 
 def revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The checkout's revision (seqbench.bench.worker.git_revision), marked when files differ from it."""
+    from seqbench.bench.worker import git_revision
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return (git_revision() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
 MODELS_SHOWN = ("tcn", "lstm", "gru")

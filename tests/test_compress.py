@@ -52,9 +52,10 @@ def test_pruning_refuses_what_it_cannot_do():
         prune_tcn(TCN(3, 4, hidden=8, levels=2), 1.0)
 
 
-def test_int8_lstm_is_close_to_float_and_streams():
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_int8_recurrent_models_are_close_to_float_and_stream(name):
     torch.manual_seed(0)
-    m = seqbench.create_model("lstm", 3, 4, hidden=32).eval()
+    m = seqbench.create_model(name, 3, 4, hidden=32).eval()
     q = quantize_int8(m)
     x = torch.randn(2, 40, 3)
     yf, yq = m(x), q(x)
@@ -88,7 +89,7 @@ def test_distillation_loss(kind):
     assert student.grad.abs().max() < 1e-6
     moved = (teacher + torch.randn_like(teacher)).requires_grad_()
     assert t1.loss(moved, Soft(y, teacher)) > t1.loss(student, Soft(y, teacher))
-    with pytest.raises(seqbench.SeqbenchError, match="temperature > 0"):
+    with pytest.raises(seqbench.SeqbenchError, match="--temperature > 0"):
         DistillTask(Stub(), torch.nn.Identity(), temperature=0.0)
 
 
@@ -140,6 +141,9 @@ def test_compress_int8_run_reloads_quantized(tmp_path, capsys):
     (["--distill-into", "resnet:1k"], "takes MODEL:PARAMS"),
     (["--distill-into", "gru"], "takes MODEL:PARAMS"),
     (["--prune", "0.5", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["--distill-into", "gru:2k", "--temperature", "0"], "--temperature > 0"),
+    (["--distill-into", "gru:2k", "--alpha", "1.5"], "0 <= --alpha <= 1"),
+    (["--distill-into", "gru:2k", "--alpha", "nan"], "0 <= --alpha <= 1"),
 ])
 def test_compress_cli_bad_input(tmp_path, capsys, argv, message, tcn_run):
     run, _ = tcn_run

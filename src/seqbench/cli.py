@@ -308,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugin = argparse.ArgumentParser(add_help=False)
     plugin.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                         help="your module (name or .py file) that registers tasks/models; repeatable")
+    on_run = argparse.ArgumentParser(add_help=False, parents=[plugin])  # commands that take a run directory
+    on_run.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+    on_run.add_argument("--threads", type=int)
     p.add_argument("--version", action="version", version=f"seqbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -404,16 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recommend)
 
     pr = sub.add_parser("predict", help="predictions of a trained run on new data (a CSV/Parquet/NPZ file)",
-                        parents=[plugin])
-    pr.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+                        parents=[on_run])
     pr.add_argument("--input", required=True, help="new data, in the layout the run was trained on")
     pr.add_argument("--out", help="predictions file (.csv, .parquet or .npz); default: CSV on stdout")
-    pr.add_argument("--threads", type=int)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="export a trained run to ONNX or torch.export (.pt2), optionally as "
-                        "one streaming step with its state as inputs/outputs", parents=[plugin])
-    ex.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+                        "one streaming step with its state as inputs/outputs", parents=[on_run])
     ex.add_argument("--out", required=True, help="the file to write: model.onnx or model.pt2")
     ex.add_argument("--format", choices=["onnx", "pt2"], help="default: from --out's extension")
     ex.add_argument("--streaming", action="store_true",
@@ -423,12 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--length", type=int, default=64, help="the example sequence's length; the LRU's "
                     "full-sequence graph is fixed to it (default 64)")
     ex.add_argument("--no-check", action="store_true", help="skip running the file against PyTorch")
-    ex.add_argument("--threads", type=int)
     ex.set_defaults(func=cmd_export)
 
     cp = sub.add_parser("compress", help="smaller/faster variants of a trained run (int8, TCN pruning, "
-                        "distillation), each a run directory, with a comparison table", parents=[plugin])
-    cp.add_argument("run", help="a run directory (seqbench train --out, or recommend's winner/)")
+                        "distillation), each a run directory, with a comparison table", parents=[on_run])
     cp.add_argument("--out", required=True, help="directory for the variants and compression.md")
     cp.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (lstm, gru, rnn)")
     cp.add_argument("--prune", type=float, help="fraction of TCN channels to remove, then fine-tune (e.g. 0.5)")
@@ -438,7 +436,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "distillation (default: the run's)")
     cp.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2)")
     cp.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term (default 0.5)")
-    cp.add_argument("--threads", type=int)
     cp.add_argument("--no-progress", action="store_true")
     cp.set_defaults(func=cmd_compress)
 

@@ -135,8 +135,7 @@ class DistillTask:
     Validation and test are the task's own."""
 
     def __init__(self, task, teacher: nn.Module, temperature: float = 2.0, alpha: float = 0.5):
-        if not temperature > 0 or not 0 <= alpha <= 1:
-            raise SeqbenchError(f"distillation needs temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}")
+        check_distill(temperature, alpha)
         self.task, self.teacher, self.T, self.alpha = task, teacher.eval(), float(temperature), float(alpha)
 
     def __getattr__(self, name):
@@ -164,6 +163,11 @@ class DistillTask:
         else:
             soft = F.mse_loss(out, t)
         return (1 - self.alpha) * hard + self.alpha * soft
+
+
+def check_distill(temperature: float, alpha: float) -> None:
+    if not temperature > 0 or not 0 <= alpha <= 1:  # NaN fails both
+        raise SeqbenchError(f"distillation needs --temperature > 0 and 0 <= --alpha <= 1, got {temperature}, {alpha}")
 
 
 def parse_student(spec: str) -> tuple[str, int]:
@@ -225,6 +229,8 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
     if quantize is not None and quantize not in QUANTIZE:
         raise SeqbenchError(f"unknown --quantize {quantize!r}; use int8")
     student = parse_student(distill_into) if distill_into is not None else None
+    if student is not None:
+        check_distill(temperature, alpha)
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise SeqbenchError(f"--epochs must be a positive integer, got {epochs!r}")
     run, out = Path(run_dir), Path(out)
