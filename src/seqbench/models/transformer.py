@@ -21,7 +21,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import layer_norm, use_numpy_for
+from seqbench.models.streaming import use_numpy_for
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
@@ -103,16 +103,42 @@ class Transformer(SeqModel):
     def _init_state(self, batch_size: int, engine: str) -> dict:
         p = self._param_like()
         state = {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers, "numpy": use_numpy_for(p, engine)}
-        if state["numpy"]:  # the weights once, as arrays in the step's layout
-            a = lambda t: np.ascontiguousarray(t.detach().numpy())  # noqa: E731
-            state["w"] = [(a(b.ln1.weight), a(b.ln1.bias), a(b.qkv.weight.t()), a(b.qkv.bias), a(b.proj.weight.t()),
-                           a(b.proj.bias), a(b.ln2.weight), a(b.ln2.bias), a(b.mlp[0].weight.t()), a(b.mlp[0].bias),
-                           a(b.mlp[2].weight.t()), a(b.mlp[2].bias)) for b in self.blocks]
-            state["io"] = (a(self.embed.weight.t()), a(self.embed.bias), a(self.ln_f.weight), a(self.ln_f.bias),
-                           a(self.head.weight.t()), a(self.head.bias))
-            state["inv_freq"] = (10_000.0 ** (-np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim))
+        if state["numpy"]:
+            state.update(self._fold_numpy())
             state["kv_np"] = [None] * self.layers  # NumPy views of the KV caches (renewed when they grow)
         return state
+
+    @torch.no_grad()
+    def _fold_numpy(self) -> dict:
+        """The weights once, folded for the NumPy step: each LayerNorm's gain and bias into the matmul
+        after it, 1/sqrt(head_dim) into the query columns, and the rotary pair swap (x[2i], x[2i+1])
+        -> (-x[2i+1], x[2i]) into extra query/key columns, so a rotation is qk * cos + qk_swapped * sin."""
+        H, D = self.heads, self.head_dim
+        a = lambda t: np.ascontiguousarray(t.detach().numpy())  # noqa: E731
+        partner = np.arange(D) ^ 1  # the other channel of each rotary pair
+        sign = np.where(np.arange(D) % 2 == 0, -1.0, 1.0)
+
+        def after_ln(ln: nn.LayerNorm, W: torch.Tensor, b: torch.Tensor):  # LN(h) @ W.T + b = n @ W' + b'
+            return ln.weight[:, None] * W.t(), ln.bias @ W.t() + b
+
+        w = []
+        for blk in self.blocks:
+            W, b = after_ln(blk.ln1, blk.qkv.weight, blk.qkv.bias)  # (hidden, 3 * H * D), columns (3, H, D)
+            W, b = W.reshape(-1, 3, H, D).clone(), b.reshape(3, H, D).clone()
+            W[:, 0] /= math.sqrt(D)
+            b[0] /= math.sqrt(D)
+            sw = torch.as_tensor(sign, dtype=W.dtype)
+            Wcat = torch.cat([W.flatten(1), (W[:, :2, :, partner] * sw).flatten(1)], 1)  # q, k, v, q~, k~
+            bcat = torch.cat([b.flatten(), (b[:2, :, partner] * sw).flatten()])
+            W1, b1 = after_ln(blk.ln2, blk.mlp[0].weight, blk.mlp[0].bias)
+            w.append((blk.ln1.eps, a(Wcat), a(bcat), a(blk.proj.weight.t()), a(blk.proj.bias), blk.ln2.eps, a(W1),
+                      a(b1), a(blk.mlp[2].weight.t()), a(blk.mlp[2].bias)))
+        Wh, bh = after_ln(self.ln_f, self.head.weight, self.head.bias)
+        p = self._param_like()
+        inv_freq = 10_000.0 ** (-np.arange(0, D, 2, dtype=np.float32) / D)  # as rotary(): float32 angles
+        return {"w": w, "io": (a(self.embed.weight.t()), a(self.embed.bias), self.ln_f.eps, a(Wh), a(bh)),
+                "mean": np.full((self.hidden, 1), 1.0 / self.hidden, dtype=a(p).dtype),  # h @ mean: row means
+                "inv_freq": np.tile(np.repeat(inv_freq, 2), 2 * H)}  # per q/k column
 
     def _step_is_torch_free(self, state: dict) -> bool:
         return state["numpy"]  # NumPy, and torch's GELU on tensors made from its arrays (no grad)
@@ -124,33 +150,40 @@ class Transformer(SeqModel):
         return self._step_numpy(x_t.numpy(), state)
 
     def _step_numpy(self, x: np.ndarray, state: dict):
-        """One position through every layer on NumPy: a step is ~15 small array ops per layer,
-        where torch's per-op overhead dominated (KV cache shared with the chunk path)."""
+        """One position through every layer on NumPy, weights folded by ``_fold_numpy`` (~20 small
+        array ops per layer, where torch's per-op overhead dominated; KV cache shared with the
+        chunk path)."""
         B, t, H, D = x.shape[0], state["t"], self.heads, self.head_dim
-        We, be, gf, bf, Wh, bh = state["io"]
-        ang = np.float32(t) * state["inv_freq"]  # rotary angles of position t (as torch: float32)
-        cos, sin = np.cos(ang), np.sin(ang)
+        inner = H * D
+        We, be, eps_f, Wh, bh = state["io"]
+        u = state["mean"]
+        ang = np.float32(t) * state["inv_freq"]  # rotary angles of position t, float32 as torch computes them
+        cos, sin = np.cos(ang).astype(u.dtype), np.sin(ang).astype(u.dtype)
+
+        def norm(h, eps):  # LayerNorm without its affine part (folded into the next matmul)
+            c = h - h @ u
+            return c / np.sqrt((c * c) @ u + eps)
+
         h = x @ We + be  # (B, hidden)
-        for i, (g1, b1, Wqkv, bqkv, Wp, bp, g2, b2, W1, bb1, W2, bb2) in enumerate(state["w"]):
-            qkv = (layer_norm(h, g1, b1, self.blocks[i].ln1.eps) @ Wqkv + bqkv).reshape(B, 3, H, D)
-            qk = _rotate(qkv[:, :2], cos, sin)  # q and k at once: (B, 2, H, D)
-            q, k, v = qk[:, 0], qk[:, 1], qkv[:, 2]
+        for i, (eps1, Wqkv, bqkv, Wp, bp, eps2, W1, b1, W2, b2) in enumerate(state["w"]):
+            z = norm(h, eps1) @ Wqkv + bqkv  # (B, 5 * inner): q, k, v, and q, k pair-swapped
+            qk = z[:, :2 * inner] * cos + z[:, 3 * inner:] * sin  # rotated (q already scaled)
+            q, k, v = qk[:, :inner].reshape(B, H, D), qk[:, inner:].reshape(B, H, D), z[:, 2 * inner:3 * inner]
             cache = state["k"][i]
             if cache is None or cache.shape[2] <= t:  # grow (by doubling, shared with the chunk path)
                 state["k"][i] = _append(cache, torch.from_numpy(k[:, :, None]), t)
-                state["v"][i] = _append(state["v"][i], torch.from_numpy(np.ascontiguousarray(v[:, :, None])), t)
+                state["v"][i] = _append(state["v"][i], torch.from_numpy(v.reshape(B, H, 1, D)), t)
                 state["kv_np"][i] = (state["k"][i].numpy(), state["v"][i].numpy())
             kc, vc = state["kv_np"][i]
-            kc[:, :, t], vc[:, :, t] = k, v
-            keys, values = kc[:, :, :t + 1], vc[:, :, :t + 1]  # (B, H, t+1, D)
-            s = (keys @ (q * np.float32(1 / math.sqrt(D)))[..., None])[..., 0]  # (B, H, t+1)
-            s = np.exp(s - s.max(-1, keepdims=True))
-            att = (s[:, :, None, :] @ values)[:, :, 0] / s.sum(-1, keepdims=True)  # (B, H, D)
-            h = h + att.reshape(B, H * D) @ Wp + bp
-            m = F.gelu(torch.from_numpy(layer_norm(h, g2, b2, self.blocks[i].ln2.eps) @ W1 + bb1)).numpy()  # exact erf
-            h = h + m @ W2 + bb2
+            kc[:, :, t], vc[:, :, t] = k, v.reshape(B, H, D)
+            s = kc[:, :, :t + 1] @ q[..., None]  # (B, H, t+1, 1)
+            s = np.exp(s - s.max(2, keepdims=True))
+            att = (s.swapaxes(2, 3) @ vc[:, :, :t + 1]) / s.sum(2, keepdims=True)  # (B, H, 1, D)
+            h = h + att.reshape(B, inner) @ Wp + bp
+            m = F.gelu(torch.from_numpy(norm(h, eps2) @ W1 + b1)).numpy()  # exact (erf) GELU: NumPy has no erf
+            h = h + m @ W2 + b2
         state["t"] = t + 1
-        return torch.from_numpy(layer_norm(h, gf, bf, self.ln_f.eps) @ Wh + bh), state
+        return torch.from_numpy(norm(h, eps_f) @ Wh + bh), state
 
     def _step_chunk(self, x: torch.Tensor, state: dict):
         C, t0 = x.shape[1], state["t"]
@@ -165,15 +198,6 @@ class Transformer(SeqModel):
             h = block.attend(h, q, keys[:, :, :t0 + C], values[:, :, :t0 + C], mask)
         state["t"] = t0 + C
         return self.head(self.ln_f(h)), state
-
-
-def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """``rotary`` for one position: pairs (2i, 2i+1) of x (..., D) turned by their angles."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    out = np.empty_like(x)
-    out[..., 0::2] = x1 * cos - x2 * sin
-    out[..., 1::2] = x1 * sin + x2 * cos
-    return out
 
 
 def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Tensor:
