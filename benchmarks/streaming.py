@@ -49,7 +49,7 @@ def main() -> None:
                 m.step(x_hist, state)  # fill the history (a real stream's past)
             x_t = torch.randn(B, d_in)
             if name == "transformer":  # keep the KV cache at the window length: step on a copy each time
-                step = lambda: m.step(x_t, {"t": state["t"], "k": list(state["k"]), "v": list(state["v"])})  # noqa: E731
+                step = lambda: m.step(x_t, dict(state, k=list(state["k"]), v=list(state["v"])))  # noqa: E731
             else:
                 step = lambda: m.step(x_t, state)  # noqa: E731
             with torch.inference_mode():

@@ -50,6 +50,8 @@ def test_step_by_step_matches_forward(name, batch, engine):
 @pytest.mark.parametrize("name", STREAMING)
 @pytest.mark.parametrize("batch", [1, 4])
 def test_random_chunks_match_forward(name, batch, engine):
+    """Chunks of random length, with single steps between them (a step after a chunk that grew or
+    slid the state must see it)."""
     m = small_streamer(name)
     g = torch.Generator().manual_seed(batch)
     L = 90
@@ -63,6 +65,12 @@ def test_random_chunks_match_forward(name, batch, engine):
         assert y.shape == (batch, min(c, L - t), 4)
         outs.append(y)
         t += c
+        for _ in range(int(torch.randint(0, 3, (1,), generator=g))):
+            if t < L:
+                y, state = m.step(x[:, t], state)
+                assert y.shape == (batch, 4)
+                outs.append(y[:, None])
+                t += 1
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-5)
 
 

@@ -105,7 +105,7 @@ class Transformer(SeqModel):
         state = {"t": 0, "k": [None] * self.layers, "v": [None] * self.layers, "numpy": use_numpy_for(p, engine)}
         if state["numpy"]:
             state.update(self._fold_numpy())
-            state["kv_np"] = [None] * self.layers  # NumPy views of the KV caches (renewed when they grow)
+            state["kv_np"] = [None] * self.layers  # (cache, NumPy views of K and V), renewed with the cache
         return state
 
     @torch.no_grad()
@@ -173,8 +173,10 @@ class Transformer(SeqModel):
             if cache is None or cache.shape[2] <= t:  # grow (by doubling, shared with the chunk path)
                 state["k"][i] = _append(cache, torch.from_numpy(k[:, :, None]), t)
                 state["v"][i] = _append(state["v"][i], torch.from_numpy(v.reshape(B, H, 1, D)), t)
-                state["kv_np"][i] = (state["k"][i].numpy(), state["v"][i].numpy())
-            kc, vc = state["kv_np"][i]
+            kv = state["kv_np"][i]
+            if kv is None or kv[0] is not state["k"][i]:  # a new cache (grown here or by a chunk): new views
+                kv = state["kv_np"][i] = (state["k"][i], state["k"][i].numpy(), state["v"][i].numpy())
+            _, kc, vc = kv
             kc[:, :, t], vc[:, :, t] = k, v.reshape(B, H, D)
             s = kc[:, :, :t + 1] @ q[..., None]  # (B, H, t+1, 1)
             s = np.exp(s - s.max(2, keepdims=True))
