@@ -4,13 +4,17 @@ the model over its receptive window for each new sample (what a model without a 
     python benchmarks/streaming.py [--threads 1] [--params 70k]
 
 Targets (issue 3): the TCN streams >= 100x faster than window recompute, and its step costs no
-more than 2x an LSTM step of equal parameter count.
+more than 2x an LSTM step of equal parameter count. Issue 12: every causal model's B=1 step within
+4x of the fastest model's (a stream from its start: 50 warm-up steps, then 1,000 timed, so the
+Transformer attends over 50-1,050 cached steps), all models interleaved.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
 
 import torch
 
@@ -69,6 +73,36 @@ def main() -> None:
         print(f"batch {B:>2}: TCN (RF {models['tcn'].receptive_field}) streaming is {speedup:.0f}x faster than "
               f"window recompute [target >= 100x: {'PASS' if speedup >= 100 else 'FAIL'}]; "
               f"TCN step / LSTM step = {vs_lstm:.2f} [target <= 2: {'PASS' if vs_lstm <= 2 else 'FAIL'}]")
+
+    print()
+    step_table(models)
+
+
+def step_table(models: dict, rounds: int = 3, warmup: int = 50, steps: int = 1000) -> None:
+    """B=1 step of every model over a fresh stream, interleaved by rounds; median ms per step."""
+    xs = torch.randn(1, warmup + steps, 1)
+
+    def stream(m) -> float:
+        state = m.init_state(1)
+        for i in range(warmup):
+            m.step(xs[:, i], state)
+        t0 = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            m.step(xs[:, i], state)
+        return (time.perf_counter() - t0) / steps
+
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            times[name].append(stream(m))
+    med = {name: statistics.median(v) for name, v in times.items()}
+    fastest = min(med.values())
+    worst = max(med, key=med.get)
+    print(f"B=1 step from a stream's start ({warmup} warm-up, {steps} timed, median of {rounds} rounds):")
+    for name, t in med.items():
+        print(f"  {name:12} {t * 1e3:.3f} ms  {t / fastest:.1f}x the fastest")
+    ratio = med[worst] / fastest
+    print(f"slowest ({worst}) / fastest = {ratio:.1f}x [target <= 4: {'PASS' if ratio <= 4 else 'FAIL'}]")
 
 
 if __name__ == "__main__":
