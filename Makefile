@@ -44,7 +44,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/sweep_overhead.py benchmarks/compress.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/rnn_training.py benchmarks/sweep_overhead.py benchmarks/compress.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The TCN paper's comparison rerun (README "Results"): hours on 2 cores, resumable (finished trials are
 # kept in results/results.db and skipped); writes results/report.md, summary.md, RUN.md, results.csv
