@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import seqbench
 
@@ -50,3 +51,20 @@ def test_fold_weight_norm_keeps_the_function_and_streams():
     state = m.init_state(2)
     ys = torch.stack([m.step(x[:, t], state)[0] for t in range(40)], 1)
     torch.testing.assert_close(ys, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,d,causal", [(3, 1, True), (7, 4, True), (4, 2, False), (5, 3, False), (2, 8, False),
+                                        (1, 1, True)])
+def test_padded_conv_backward_is_the_convolutions_gradient(k, d, causal):
+    """The TCN's conv backward (two forward convolutions on CPU) against finite differences, for causal
+    and centred padding, in float64."""
+    from seqbench.models.tcn import _PaddedConv1d
+    span = (k - 1) * d
+    left, right = (span, 0) if causal else (span - span // 2, span // 2)
+    g = torch.Generator().manual_seed(k * 10 + d)
+    x = torch.randn(3, 4, 19, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(5, 4, k, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: _PaddedConv1d.apply(x, w, b, d, left, right), (x, w, b))
+    y = _PaddedConv1d.apply(x, w, b, d, left, right)
+    torch.testing.assert_close(y, F.conv1d(F.pad(x, (left, right)), w, b, dilation=d))

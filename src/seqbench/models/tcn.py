@@ -45,6 +45,48 @@ def weight_normed_conv(c_in: int, c_out: int, kernel_size: int, dilation: int = 
     return weight_norm(conv)
 
 
+class _PaddedConv1d(torch.autograd.Function):
+    """conv1d(pad(x, (left, right)), w, b, dilation) with a backward written as two plain forward
+    convolutions. On CPU, oneDNN's convolution backward at a TCN's widths (10-25 channels) runs at a
+    fraction of its forward's speed; here the input gradient is a convolution of the output gradient
+    with the flipped, transposed kernel, and the weight gradient a convolution of the input with the
+    output gradient taken as the kernel (batch as channels, stride = dilation). BENCHMARKS.md has the
+    timings; the gradients are those of the plain ops (tested against autograd and by gradcheck)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, dilation: int, left: int, right: int):
+        xp = F.pad(x, (left, right))
+        ctx.save_for_backward(xp, w)
+        ctx.geometry = (dilation, left, right)
+        return F.conv1d(xp, w, b, dilation=dilation)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        xp, w = ctx.saved_tensors
+        d, left, right = ctx.geometry
+        span = (w.shape[-1] - 1) * d
+        g = g.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:  # only the unpadded positions: pad g by what the input pad did not cover
+            gx = F.conv1d(F.pad(g, (span - left, span - right)), w.flip(-1).transpose(0, 1), dilation=d)
+        if ctx.needs_input_grad[1]:  # gw[o, i, j] = sum_b,t g[b, o, t] xp[b, i, t + j d]
+            gw = F.conv1d(xp.transpose(0, 1), g.transpose(0, 1), stride=d).transpose(0, 1)
+        if ctx.needs_input_grad[2]:
+            gb = g.sum((0, 2))
+        return gx, gw, gb, None, None, None
+
+
+def padded_conv1d(x: torch.Tensor, conv: nn.Conv1d, padding: tuple[int, int]) -> torch.Tensor:
+    """``conv(F.pad(x, padding))``; on CPU in float32/float64 with gradients, through ``_PaddedConv1d``
+    (elsewhere, e.g. CUDA or autocast, torch's own kernels)."""
+    w, b = conv.weight, conv.bias
+    if (x.device.type == "cpu" and torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
+            and not torch.is_autocast_enabled("cpu") and x.dtype in (torch.float32, torch.float64)):
+        return _PaddedConv1d.apply(x, w, b, conv.dilation[0], *padding)
+    return conv(F.pad(x, padding))
+
+
 class TemporalBlock(nn.Module):
     """Residual block: two dilated convs, each followed by ReLU and dropout."""
 
@@ -60,8 +102,8 @@ class TemporalBlock(nn.Module):
         self.downsample = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, L)
-        h = self.dropout(F.relu(self.conv1(F.pad(x, self.padding))))
-        h = self.dropout(F.relu(self.conv2(F.pad(h, self.padding))))  # (B, C_out, L)
+        h = self.dropout(F.relu(padded_conv1d(x, self.conv1, self.padding)))
+        h = self.dropout(F.relu(padded_conv1d(h, self.conv2, self.padding)))  # (B, C_out, L)
         res = x if self.downsample is None else self.downsample(x)
         return F.relu(h + res)
 
