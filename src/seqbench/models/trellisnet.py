@@ -61,7 +61,9 @@ class TrellisNet(SeqModel):
         return 1 + (self.kernel_size - 1) * sum(self.level_dilations)
 
     def describe(self) -> str:
-        dil = "" if set(self.level_dilations) == {1} else f", dilations {self.level_dilations}"
+        d = self.level_dilations
+        shown = ", ".join(map(str, d if len(d) <= 6 else d[:4])) + ("" if len(d) <= 6 else f", ..., {d[-1]}")  # short for tables
+        dil = "" if set(d) == {1} else f", dilations {shown}"
         return f"{self.levels} levels x {self.hidden} (tied), k={self.kernel_size}{dil}"
 
     def _split_weight(self):
