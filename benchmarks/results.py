@@ -45,8 +45,8 @@ def trials(models: list[str]) -> list[dict]:
 def revision() -> str:
     """The checkout's revision (seqbench.bench.worker.git_revision), marked when files differ from it."""
     from seqbench.bench.worker import git_revision
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # not the outputs being rewritten
     return (git_revision() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
