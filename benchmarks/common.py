@@ -40,3 +40,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, m
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def matmul_peak(n: int = 2048) -> float:
+    """Measured float32 GFLOP/s of an n x n x n matmul at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = time_interleaved({"mm": lambda: torch.mm(a, b)}, rounds=5, min_time=0.3)["mm"]
+    return 2 * n ** 3 / t / 1e9

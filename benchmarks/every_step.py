@@ -23,7 +23,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
 import seqbench  # noqa: E402
-from common import machine, time_interleaved  # noqa: E402
+from common import machine, matmul_peak, time_interleaved  # noqa: E402
 from reference_tcn import reference_like  # noqa: E402
 
 CONFIGS = {
@@ -63,12 +63,6 @@ def conv_flops(cfg: dict) -> float:
     return 3 * 2 * n * (first + rest)
 
 
-def matmul_peak() -> float:
-    """Measured float32 GFLOP/s of a 1024^3 matmul at the current thread count."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    return 2 * 1024 ** 3 / time_interleaved({"mm": lambda: a @ b}, rounds=5)["mm"] / 1e9
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
@@ -77,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     peak = matmul_peak()
-    print(f"float32 matmul peak (1024^3, {args.threads} threads): {peak:.0f} GFLOP/s")
+    print(f"float32 matmul peak (2048^3, {args.threads} threads): {peak:.0f} GFLOP/s")
     for name, cfg in CONFIGS.items():
         g = torch.Generator().manual_seed(0)
         x = torch.randn(cfg["batch"], cfg["length"], cfg["d_in"], generator=g)

@@ -29,21 +29,21 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="TF32 acceleration")  # printed by mkldnn.flags on CPU builds
     print(f"machine: {machine()}")
     x = torch.randn(args.batch, args.length, 2)
+    models = {name: seqbench.create_model(name, 2, 1, params="70k") for name in ("lstm", "gru", "rnn")}
     fns = {}
-    for name in ("lstm", "gru", "rnn"):
-        m = seqbench.create_model(name, 2, 1, params="70k")
+    for name, m in models.items():
         for onednn in (True, False):
             def step(m=m, onednn=onednn):
                 with torch.backends.mkldnn.flags(enabled=onednn):
                     m.zero_grad(set_to_none=True)
                     m.forward_last(x).sum().backward()
-            fns[(name, m.describe(), onednn)] = step
+            fns[(name, onednn)] = step
     times = time_interleaved(fns, rounds=5, min_time=0.5)
-    lstm = times[("lstm", next(k[1] for k in times if k[0] == "lstm"), True)]
+    lstm = times[("lstm", True)]
     print(f"B={args.batch}, L={args.length}, {args.threads} thread(s): one training step (forward + backward)\n"
           "| model | oneDNN | ms per step | vs LSTM (oneDNN) |\n|---|---|---|---|")
-    for (name, desc, onednn), t in times.items():
-        print(f"| {name} ({desc}) | {'on' if onednn else 'off'} | {t * 1e3:.0f} | {t / lstm:.2f}x |")
+    for (name, onednn), t in times.items():
+        print(f"| {name} ({models[name].describe()}) | {'on' if onednn else 'off'} | {t * 1e3:.0f} | {t / lstm:.2f}x |")
 
 
 if __name__ == "__main__":

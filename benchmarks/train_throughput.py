@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import seqbench  # noqa: E402
-from common import machine, time_interleaved  # noqa: E402
+from common import machine, matmul_peak, time_interleaved  # noqa: E402
 from reference_tcn import reference_like  # noqa: E402
 
 CONFIGS = {  # name: model shape, batch, length, d_in, d_out, loss
@@ -104,12 +104,6 @@ def conv_flops(cfg: dict, variant: str, training: bool) -> float:
         if c_in != H:
             total += mult * 2 * B * out_res * c_in * H
     return total
-
-
-def matmul_peak() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    t = time_interleaved({"mm": lambda: torch.mm(a, b)}, rounds=5, min_time=0.3)["mm"]
-    return 2 * 2048 ** 3 / t / 1e9
 
 
 def memory_probe(cfg_name: str, variant: str) -> None:

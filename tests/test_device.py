@@ -43,8 +43,10 @@ def test_every_task_kind_scores_on_the_device(device):
         assert all(v == v for v in metrics.values()), (name, metrics)
 
 
-def test_bf16_autocast_trains_on_cpu():
-    task = seqbench.create_task("adding", seq_len=12, n_train=64, n_valid=16, n_test=16)
+@pytest.mark.parametrize("name,opts", [("adding", {"seq_len": 12}),  # last step: the TCN's decimated path
+                                       ("copy_memory", {"T": 8})])  # every step: its full forward (own conv backward)
+def test_bf16_autocast_trains_on_cpu(name, opts):
+    task = seqbench.create_task(name, n_train=64, n_valid=16, n_test=16, **opts)
     r = seqbench.train(tiny(task), task, seqbench.TrainConfig(epochs=1, device="cpu", precision="bf16"),
                        progress=False)
     assert r.history[0]["train_loss"] == r.history[0]["train_loss"]  # finite, not NaN

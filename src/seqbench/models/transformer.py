@@ -134,10 +134,9 @@ class Transformer(SeqModel):
             w.append((blk.ln1.eps, a(Wcat), a(bcat), a(blk.proj.weight.t()), a(blk.proj.bias), blk.ln2.eps, a(W1),
                       a(b1), a(blk.mlp[2].weight.t()), a(blk.mlp[2].bias)))
         Wh, bh = after_ln(self.ln_f, self.head.weight, self.head.bias)
-        p = self._param_like()
+        io = (a(self.embed.weight.t()), a(self.embed.bias), self.ln_f.eps, a(Wh), a(bh))
         inv_freq = 10_000.0 ** (-np.arange(0, D, 2, dtype=np.float32) / D)  # as rotary(): float32 angles
-        return {"w": w, "io": (a(self.embed.weight.t()), a(self.embed.bias), self.ln_f.eps, a(Wh), a(bh)),
-                "mean": np.full((self.hidden, 1), 1.0 / self.hidden, dtype=a(p).dtype),  # h @ mean: row means
+        return {"w": w, "io": io, "mean": np.full((self.hidden, 1), 1.0 / self.hidden, dtype=io[0].dtype),  # row means
                 "inv_freq": np.tile(np.repeat(inv_freq, 2), 2 * H)}  # per q/k column
 
     def _step_is_torch_free(self, state: dict) -> bool:

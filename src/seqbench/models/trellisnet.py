@@ -62,8 +62,8 @@ class TrellisNet(SeqModel):
 
     def describe(self) -> str:
         d = self.level_dilations
-        shown = ", ".join(map(str, d if len(d) <= 6 else d[:4])) + ("" if len(d) <= 6 else f", ..., {d[-1]}")  # short for tables
-        dil = "" if set(d) == {1} else f", dilations {shown}"
+        shown = d if len(d) <= 6 else [*d[:4], "...", d[-1]]  # short enough for tables
+        dil = "" if set(d) == {1} else ", dilations " + ", ".join(map(str, shown))
         return f"{self.levels} levels x {self.hidden} (tied), k={self.kernel_size}{dil}"
 
     def _split_weight(self):
