@@ -385,3 +385,22 @@ if __name__ == "__main__":
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "done 1 failed 0" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_memory_curves_keep_sizes_apart(report_dir):
+    """The effective-memory plot: one curve per model and size with several T, in T order; a single
+    T at another size is no curve and is not pooled into one."""
+    from seqbench.bench.report import memory_curves, summarize
+    db, _ = report_dir
+    with Store(db) as store:
+        rows = [r for r in store.rows("done") if r["task"] == "copy_memory"]
+    groups = summarize(rows)
+    lone = next(r for r in rows if r["model"] == "tcn" and json.loads(r["config"])["task_opts"]["T"] == 10)
+    groups[("copy_memory (T=10)", 16_000, "tcn")] = [{**lone, "test": json.dumps({"acc": 1.0})}]
+    curves = memory_curves(groups)
+    assert set(curves) == {("tcn", 3000), ("gru", 3000)}
+    for (model, _), by_t in curves.items():
+        assert list(by_t) == [10, 30]
+        for T, acc in by_t.items():
+            (r,) = [r for r in rows if r["model"] == model and json.loads(r["config"])["task_opts"]["T"] == T]
+            assert acc == json.loads(r["test"])["acc"]

@@ -116,6 +116,20 @@ def learning_curve_panels(groups: dict) -> list[dict]:
     return panels
 
 
+def memory_curves(groups: dict) -> dict[tuple[str, int], dict[int, float]]:
+    """Copy-memory test accuracy vs T: {(model, budget): {T: mean over seeds}}, sorted by T, for each
+    model and size with at least two T (a single T is no curve; sizes are not pooled)."""
+    acc = defaultdict(lambda: defaultdict(list))
+    for (_, budget, model), rs in groups.items():
+        for r in rs:
+            if r["task"] == "copy_memory":
+                T = (json.loads(r["config"]).get("task_opts") or {}).get("T", 1000)
+                a = json.loads(r["test"] or "{}").get("acc")
+                if a is not None:
+                    acc[(model, budget)][T].append(a)
+    return {k: {T: statistics.fmean(by_t[T]) for T in sorted(by_t)} for k, by_t in acc.items() if len(by_t) >= 2}
+
+
 def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
     """(file name, caption, PNG bytes) for every plot the data supports."""
     from seqbench.data import require
@@ -176,19 +190,13 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
         ax.legend(fontsize=7)
     save(fig, "metric_vs_params.png", "Test metric vs parameter count (one point per trial)")
     # effective memory: copy-memory accuracy vs T
-    mem = defaultdict(lambda: defaultdict(list))
-    for (_, _, model), rs in groups.items():
-        for r in rs:
-            if r["task"] == "copy_memory":
-                T = (json.loads(r["config"]).get("task_opts") or {}).get("T", 1000)
-                acc = json.loads(r["test"] or "{}").get("acc")
-                if acc is not None:
-                    mem[model][T].append(acc)
-    if len({T for by_t in mem.values() for T in by_t}) >= 2:  # a curve needs several T
+    mem = memory_curves(groups)
+    if mem:
+        sizes = {budget for _, budget in mem}
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        for model, by_t in sorted(mem.items()):
-            Ts = sorted(by_t)
-            ax.plot(Ts, [statistics.fmean(by_t[T]) for T in Ts], marker="o", label=model)
+        for (model, budget), by_t in sorted(mem.items()):
+            label = model if len(sizes) == 1 else f"{model} ({fmt_count(budget) if budget else 'default'})"
+            ax.plot(list(by_t), list(by_t.values()), marker="o", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("T (copy-memory delay)")
         ax.set_ylabel("accuracy on the last 10 steps")
