@@ -404,3 +404,15 @@ def test_memory_curves_keep_sizes_apart(report_dir):
         for T, acc in by_t.items():
             (r,) = [r for r in rows if r["model"] == model and json.loads(r["config"])["task_opts"]["T"] == T]
             assert acc == json.loads(r["test"])["acc"]
+
+
+def test_report_names_every_revision():
+    """A store filled over several sittings ran at several revisions: the report says so, in the
+    order the trials finished, instead of quoting one trial's."""
+    from seqbench.bench.report import environment
+    env = {"cpu": "AMD EPYC", "torch": "2.13.0+cpu", "seqbench": "0.1.0"}
+    rows = [{"env": json.dumps({**env, "git": g}), "finished": t} for g, t in
+            (("bbb", 3.0), ("aaa", 1.0), ("bbb", 2.0), ("ccc", 4.0))]
+    assert environment(rows) == "Machine: AMD EPYC, torch 2.13.0+cpu, seqbench 0.1.0 (revisions aaa to ccc, 3 in all)"
+    assert environment(rows[:1]).endswith("(bbb)")
+    assert environment([{"env": json.dumps(env), "finished": 1.0}]).endswith("(no git)")

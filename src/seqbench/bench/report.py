@@ -206,6 +206,20 @@ def _figures(groups: dict) -> list[tuple[str, str, bytes]]:
     return figs
 
 
+def environment(rows: list[dict]) -> str:
+    """Where the trials ran: each of CPU, torch, seqbench and git revision once if all trials agree,
+    else every value (revisions by finish time: first to last, and how many)."""
+    envs = [json.loads(r["env"] or "{}") for r in sorted(rows, key=lambda r: r["finished"] or 0)]
+
+    def values(key: str) -> list[str]:
+        return list(dict.fromkeys(str(e.get(key) or "?") for e in envs))  # distinct, in finish order
+    revs = [v for v in values("git") if v != "?"]
+    rev = ("no git" if not revs else revs[0] if len(revs) == 1
+           else f"revisions {revs[0]} to {revs[-1]}, {len(revs)} in all")
+    return (f"Machine: {' / '.join(values('cpu'))}, torch {' / '.join(values('torch'))}, "
+            f"seqbench {' / '.join(values('seqbench'))} ({rev})")
+
+
 def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     db = Path(db)
     if db.is_dir():
@@ -226,11 +240,9 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
     header, table = results_table(groups)
     sh, srows = speed_table(groups)
     figs = _figures(groups)
-    env = json.loads(rows[0]["env"] or "{}")
     intro = (f"{len(rows)} finished trials ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) from `{db.name}`. "
              f"Mean ± std over seeds of the test metric (best-on-valid weights); best per row in bold. "
-             f"Machine: {env.get('cpu', '?')}, torch {env.get('torch', '?')}, seqbench {env.get('seqbench', '?')} "
-             f"({env.get('git') or 'no git'}).")
+             f"{environment(rows)}.")
     fail_md = ("\n\n## Failed trials\n\n" + md_table(["task", "model", "seed", "error"],
                [[f["task"], f["model"], str(f["seed"]), (f["error"] or "")[:200]] for f in failed])) if failed else ""
     from seqbench.utils import atomic_write, atomic_write_text
