@@ -48,9 +48,11 @@ class LRULayer(nn.Module):
         return torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log))  # (N,)
 
     def inputs(self, u: torch.Tensor) -> torch.Tensor:
-        """gamma * B u: (..., H) real -> (..., N) complex."""
-        B = torch.complex(self.B_re, self.B_im) * torch.exp(self.gamma_log)[:, None]
-        return u.to(B.dtype) @ B.t()
+        """gamma * B u: (..., H) real -> (..., N) complex, as one real matmul (u is real: a complex
+        one would do 4x the work) whose output rows interleave real and imaginary parts."""
+        B = torch.stack([self.B_re, self.B_im], 1) * torch.exp(self.gamma_log)[:, None, None]  # (N, 2, H)
+        out = u @ B.reshape(-1, B.shape[-1]).t()  # (..., 2N): re_0, im_0, re_1, im_1, ...
+        return torch.view_as_complex(out.unflatten(-1, (-1, 2)))
 
     def readout(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Re(C x) + D u: (..., N) complex, (..., H) -> (..., H) real."""
@@ -74,9 +76,11 @@ class LRULayer(nn.Module):
         lam_pows = pw[:, 1:].t()  # (C, N): lambda^1..lambda^C
         carry = bu.new_zeros(Bsz, bu.shape[-1]) if x0 is None else x0
         carries = []
-        for k in range(n_chunks):  # L / C iterations carry the state across chunks
+        # L / C iterations carry the state across chunks. The chunks' last states are split off once:
+        # indexing inner[:, k, -1] in the loop made each backward zero-fill a gradient of inner's size
+        for last in inner[:, :, -1].unbind(1):
             carries.append(carry)
-            carry = inner[:, k, -1] + lam_pows[-1] * carry
+            carry = last + lam_pows[-1] * carry
         x = inner + lam_pows[None, None] * torch.stack(carries, 1)[:, :, None]  # (B, nC, C, N)
         x = x.reshape(Bsz, n_chunks * C, -1)[:, :L]
         return self.readout(x, u), x[:, -1]
