@@ -52,7 +52,8 @@ class LRULayer(nn.Module):
         one would do 4x the work) whose output rows interleave real and imaginary parts."""
         B = torch.stack([self.B_re, self.B_im], 1) * torch.exp(self.gamma_log)[:, None, None]  # (N, 2, H)
         out = u @ B.reshape(-1, B.shape[-1]).t()  # (..., 2N): re_0, im_0, re_1, im_1, ...
-        return torch.view_as_complex(out.unflatten(-1, (-1, 2)))
+        # the scan stays in the weights' precision: autocast may hand back bf16, which has no complex type
+        return torch.view_as_complex(out.to(self.B_re.dtype).unflatten(-1, (-1, 2)))
 
     def readout(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Re(C x) + D u: (..., N) complex, (..., H) -> (..., H) real."""
