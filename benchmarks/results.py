@@ -36,7 +36,7 @@ def trials(models: list[str], extras: list[str]) -> list[dict]:
     from seqbench.bench.sweep import TCN_PAPER, make_trial, suite_trials
     main = (suite_trials("tcn-paper", "standard", models, [0, 1, 2], SYNTHETIC)
             + suite_trials("tcn-paper", "standard", models, [0], REAL))
-    extra = suite_trials("tcn-paper", "standard", extras, [0], EXTRA_TASKS) if extras else []
+    extra = suite_trials("tcn-paper", "standard", extras, [0], EXTRA_TASKS)
     cfg = TCN_PAPER["copy_memory"]
     task_opts, train = cfg["standard"][:2]
     memory = [make_trial("copy_memory", m, 0, params=MEMORY_PARAMS, task_opts={**task_opts, "T": t},
@@ -119,9 +119,16 @@ def main() -> int:
     from common import machine
 
     from seqbench.bench import Store, run_sweep, write_report
+    from seqbench.bench.sweep import validate_trials
+    from seqbench.errors import SeqbenchError
     from seqbench.utils import atomic_write_text
-    OUT.mkdir(exist_ok=True)
     todo = trials(args.models.split(","), [m for m in args.extras.split(",") if m])
+    try:
+        validate_trials(todo)  # a wrong model name fails here, before any output is rewritten
+    except SeqbenchError as e:
+        print(f"results.py: error: {e}", file=sys.stderr)
+        return 2
+    OUT.mkdir(exist_ok=True)
     t0 = time.time()
     if not args.no_train:
         print(run_sweep(todo, DB, workers=args.workers, cpus_per_trial=1))
