@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import seqbench
 
@@ -53,18 +52,17 @@ def test_fold_weight_norm_keeps_the_function_and_streams():
     torch.testing.assert_close(ys, y, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("k,d,causal", [(3, 1, True), (7, 4, True), (4, 2, False), (5, 3, False), (2, 8, False),
-                                        (1, 1, True)])
-def test_padded_conv_backward_is_the_convolutions_gradient(k, d, causal):
-    """The TCN's conv backward (two forward convolutions on CPU) against finite differences, for causal
-    and centred padding, in float64."""
-    from seqbench.models.tcn import _PaddedConv1d
-    span = (k - 1) * d
-    left, right = (span, 0) if causal else (span - span // 2, span // 2)
-    g = torch.Generator().manual_seed(k * 10 + d)
-    x = torch.randn(3, 4, 19, dtype=torch.float64, generator=g, requires_grad=True)
-    w = torch.randn(5, 4, k, dtype=torch.float64, generator=g, requires_grad=True)
-    b = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: _PaddedConv1d.apply(x, w, b, d, left, right), (x, w, b))
-    y = _PaddedConv1d.apply(x, w, b, d, left, right)
-    torch.testing.assert_close(y, F.conv1d(F.pad(x, (left, right)), w, b, dilation=d))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_full_forward_gradients_match_finite_differences(causal):
+    """The channels-last full forward (pads, height-1 2-D convs, residual 1x1) in float64: gradients
+    for the input and every parameter against finite differences, causal and centred."""
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 2, 3, causal=causal, levels=2, hidden=3, kernel_size=3).double()
+    names, params = zip(*m.named_parameters())
+    x = torch.randn(2, 9, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *ps):
+        return torch.func.functional_call(m, dict(zip(names, ps)), (x,))
+    assert torch.autograd.gradcheck(f, (x, *(p.detach().clone().requires_grad_() for p in params)))

@@ -19,15 +19,34 @@ from torch import nn
 LEVELS = 1 << 16
 
 
+def _keep(n: int, p: float) -> tuple[np.ndarray, float]:
+    threshold = int(round(p * LEVELS))
+    seed = int(torch.randint(0, 2**62, (1,)).item())  # torch's RNG drives it: manual_seed reproduces
+    raw = np.random.PCG64(seed).random_raw((n + 3) // 4)  # 4 x 16 random bits per draw
+    return raw.view(np.uint16)[:n] >= threshold, LEVELS / (LEVELS - threshold)
+
+
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """A bool mask of ``shape`` keeping each element with probability 1 - round(p * 2^16) / 2^16,
     and the scale that keeps the expectation: (mask, 1 / keep)."""
-    threshold = int(round(p * LEVELS))
-    n = int(np.prod(shape))
-    seed = int(torch.randint(0, 2**62, (1,)).item())  # torch's RNG drives it: manual_seed reproduces
-    raw = np.random.PCG64(seed).random_raw((n + 3) // 4)  # 4 x 16 random bits per draw
-    mask = raw.view(np.uint16)[:n] >= threshold
-    return torch.from_numpy(mask).view(shape), LEVELS / (LEVELS - threshold)
+    keep, scale = _keep(int(np.prod(shape)), p)
+    return torch.from_numpy(keep).view(shape), scale
+
+
+def scaled_mask_like(x: torch.Tensor, p: float) -> torch.Tensor:
+    """keep_mask's mask times its scale, in x's dtype and memory layout (a channels-last x gets a
+    channels-last mask, so the multiply streams both in one order)."""
+    cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    B, C, H, W = x.shape if cl else (0, 0, 0, 0)
+    shape = (B, H, W, C) if cl else x.shape
+    keep, scale = _keep(x.numel(), p)
+    if x.dtype in (torch.float32, torch.float64):  # bool -> scaled float in one pass
+        m = torch.from_numpy(np.multiply(keep, np.array(scale, dtype=np.float32 if x.dtype == torch.float32
+                                                        else np.float64)))
+    else:
+        m = torch.from_numpy(keep).to(x.dtype).mul_(scale)
+    m = m.view(shape)
+    return m.permute(0, 3, 1, 2) if cl else m
 
 
 class FastDropout(nn.Module):
@@ -44,8 +63,7 @@ class FastDropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        mask, scale = keep_mask(x.shape, self.p)
-        return _MaskedScale.apply(x, mask.to(x.dtype).mul_(scale))
+        return _MaskedScale.apply(x, scaled_mask_like(x, self.p))
 
 
 class _MaskedScale(torch.autograd.Function):

@@ -45,46 +45,12 @@ def weight_normed_conv(c_in: int, c_out: int, kernel_size: int, dilation: int = 
     return weight_norm(conv)
 
 
-class _PaddedConv1d(torch.autograd.Function):
-    """conv1d(pad(x, (left, right)), w, b, dilation) with a backward written as two plain forward
-    convolutions. On CPU, oneDNN's convolution backward at a TCN's widths (10-25 channels) runs at a
-    fraction of its forward's speed; here the input gradient is a convolution of the output gradient
-    with the flipped, transposed kernel, and the weight gradient a convolution of the input with the
-    output gradient taken as the kernel (batch as channels, stride = dilation). BENCHMARKS.md has the
-    timings; the gradients are those of the plain ops (tested against autograd and by gradcheck)."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, dilation: int, left: int, right: int):
-        xp = F.pad(x, (left, right))
-        ctx.save_for_backward(xp, w)
-        ctx.geometry = (dilation, left, right)
-        return F.conv1d(xp, w, b, dilation=dilation)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
-        xp, w = ctx.saved_tensors
-        d, left, right = ctx.geometry
-        span = (w.shape[-1] - 1) * d
-        g = g.contiguous()
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:  # only the unpadded positions: pad g by what the input pad did not cover
-            gx = F.conv1d(F.pad(g, (span - left, span - right)), w.flip(-1).transpose(0, 1), dilation=d)
-        if ctx.needs_input_grad[1]:  # gw[o, i, j] = sum_b,t g[b, o, t] xp[b, i, t + j d]
-            gw = F.conv1d(xp.transpose(0, 1), g.transpose(0, 1), stride=d).transpose(0, 1)
-        if ctx.needs_input_grad[2]:
-            gb = g.sum((0, 2))
-        return gx, gw, gb, None, None, None
-
-
-def padded_conv1d(x: torch.Tensor, conv: nn.Conv1d, padding: tuple[int, int]) -> torch.Tensor:
-    """``conv(F.pad(x, padding))``; on CPU in float32/float64 with gradients, through ``_PaddedConv1d``
-    (elsewhere, e.g. CUDA or autocast, torch's own kernels)."""
-    w, b = conv.weight, conv.bias
-    if (x.device.type == "cpu" and torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
-            and not torch.is_autocast_enabled("cpu") and x.dtype in (torch.float32, torch.float64)):
-        return _PaddedConv1d.apply(x, w, b, conv.dilation[0], *padding)
-    return conv(F.pad(x, padding))
+def conv_nhwc(x: torch.Tensor, conv: nn.Conv1d, stride: int = 1) -> torch.Tensor:
+    """``conv`` on x of shape (B, C_in, 1, L) held channels-last (the memory of (B, L, C_in)), as a
+    2-D convolution of height 1: -> (B, C_out, 1, L_out), channels-last as well. On CPU, oneDNN's
+    channels-last convolutions at a TCN's widths run 1.5-2x faster than the (B, C, L) ones, forward
+    and backward (BENCHMARKS.md, "Speed II"); cuDNN has fast NHWC kernels too."""
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, stride), dilation=(1, conv.dilation[0]))
 
 
 class TemporalBlock(nn.Module):
@@ -101,28 +67,31 @@ class TemporalBlock(nn.Module):
         self.dropout = FastDropout(dropout)
         self.downsample = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, L)
-        h = self.dropout(F.relu(padded_conv1d(x, self.conv1, self.padding)))
-        h = self.dropout(F.relu(padded_conv1d(h, self.conv2, self.padding)))  # (B, C_out, L)
-        res = x if self.downsample is None else self.downsample(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, 1, L), channels-last (see ``conv_nhwc``) -> (B, C_out, 1, L), the same layout."""
+        h = self.dropout(F.relu(conv_nhwc(F.pad(x, self.padding), self.conv1)))
+        h = self.dropout(F.relu(conv_nhwc(F.pad(h, self.padding), self.conv2)))
+        res = x if self.downsample is None else conv_nhwc(x, self.downsample)
         return F.relu(h + res)
 
     def forward_decimated(self, x: torch.Tensor) -> torch.Tensor:
         """The causal block on a sequence subsampled at its dilation d, ending at the last step.
 
-        x (B, C_in, n) holds the steps t = L-1, L-1-d, L-1-2d, ... (oldest first): exactly the taps
-        the block's convs read, so dilation d becomes dilation 1. Only outputs at L-1, L-1-2d, ...
-        are returned (B, C_out, ceil(n/2)): all that the next block (dilation 2d) reads.
+        x (B, C_in, 1, n), channels-last, holds the steps t = L-1, L-1-d, L-1-2d, ... (oldest first):
+        exactly the taps the block's convs read, so dilation d becomes dilation 1. Only outputs at
+        L-1, L-1-2d, ... are returned (B, C_out, 1, ceil(n/2)): all that the next block (dilation 2d)
+        reads.
         """
         k = self.conv1.kernel_size[0]
-        h = self.dropout(F.relu(F.conv1d(F.pad(x, (k - 1, 0)), self.conv1.weight, self.conv1.bias)))
+        w1, w2 = self.conv1.weight.unsqueeze(2), self.conv2.weight.unsqueeze(2)
+        h = self.dropout(F.relu(F.conv2d(F.pad(x, (k - 1, 0)), w1, self.conv1.bias)))
         n = h.shape[-1]
         start = (n - 1) % 2  # conv2 at stride 2, aligned so its last window ends at the last step
-        h = self.dropout(F.relu(F.conv1d(F.pad(h, (k - 1 - start, 0)) if k - 1 >= start else h[..., start - k + 1:],
-                                         self.conv2.weight, self.conv2.bias, stride=2)))
+        h = self.dropout(F.relu(F.conv2d(F.pad(h, (k - 1 - start, 0)) if k - 1 >= start else h[..., start - k + 1:],
+                                         w2, self.conv2.bias, stride=(1, 2))))
         res = x[..., start::2]
         if self.downsample is not None:
-            res = self.downsample(res)
+            res = conv_nhwc(res, self.downsample)
         return F.relu(h + res)
 
 
@@ -156,10 +125,10 @@ class TCN(SeqModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        h = x.transpose(1, 2)  # (B, d_in, L)
+        h = x.transpose(1, 2).unsqueeze(2)  # (B, d_in, 1, L): channels-last, x's own memory
         for block in self.blocks:
-            h = block(h)  # (B, hidden, L)
-        return self.head(h.transpose(1, 2))  # (B, L, d_out)
+            h = block(h)  # (B, hidden, 1, L)
+        return self.head(h.squeeze(2).transpose(1, 2))  # (B, L, d_out)
 
     def fold_weight_norm(self) -> "TCN":
         """Replace each weight-normed conv's (g, v) by the plain weight g * v / ||v|| it computes, for
@@ -182,10 +151,10 @@ class TCN(SeqModel):
         if not self.causal:
             return super().forward_last(x)
         self.check_input(x)
-        h = x.transpose(1, 2)
+        h = x.transpose(1, 2).unsqueeze(2)  # channels-last, as in forward
         for block in self.blocks:
             h = block.forward_decimated(h)
-        return self.head(h[:, :, -1:].transpose(1, 2))
+        return self.head(h[:, :, 0, -1:].transpose(1, 2))
 
     # -- streaming: one sliding buffer per conv holding its last (k-1)*d inputs --------------
     def _init_state(self, batch_size: int, engine: str) -> "TCNState":
