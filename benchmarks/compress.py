@@ -6,7 +6,11 @@ TCN and LSTM teachers, then `seqbench compress`:
 * distillation into a student at 1/4 of the teacher's parameters vs the same student from
   scratch with the same budget and schedule, over several seeds.
 
-    python benchmarks/compress.py [--epochs 30] [--seeds 0,1,2]
+* distillation on the full seq-MNIST (50K training sequences of 784 steps): a 70K TCN teacher
+  (5 epochs) into a 1/4-size TCN student (3 epochs), distilled vs from scratch, paired by seed
+  (``--full-seeds``; ~2 min per seed pair on 2 threads, ``--full-seeds none`` skips it).
+
+    python benchmarks/compress.py [--epochs 30] [--seeds 0,1,2] [--full-seeds 0,1,2,3,4,5]
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--full-seeds", default="0,1,2,3,4,5", help="seeds for the full seq-MNIST distillation, or 'none'")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)
@@ -72,7 +77,40 @@ def main() -> int:
               + ", ".join(f"{a:.3f}" for a in res["scratch"]) + f" (mean {mean['scratch']:.3f}); "
               f"distilled - scratch = {(mean['distilled'] - mean['scratch']) * 100:+.1f} points")
     int8_scan()
+    tcn_int8_scan()
+    if args.full_seeds != "none":
+        distill_full_smnist([int(s) for s in args.full_seeds.split(",")], work)
     return 0
+
+
+def distill_full_smnist(seeds: list[int], work: Path, teacher_epochs: int = 5, student_epochs: int = 3) -> None:
+    """Distilled vs from-scratch students on the full seq-MNIST, same budget (epochs, schedule, seed)."""
+    import math
+    torch.set_num_threads(2)
+    task = seqbench.create_task("smnist")
+    cfg = seqbench.TrainConfig.for_task(task, epochs=teacher_epochs, device="cpu")
+    torch.manual_seed(0)
+    teacher = seqbench.create_model("tcn", task.d_in, task.d_out, params="70k")
+    t_acc = seqbench.train(teacher, task, cfg, out_dir=work / "smnist-teacher", progress=False).test["accuracy"]
+    teacher = seqbench.load_model(work / "smnist-teacher").eval()
+    student = seqbench.count_params(teacher) // 4
+    print(f"\n## distillation on the full seq-MNIST: tcn teacher ({seqbench.count_params(teacher):,} params, "
+          f"{teacher_epochs} epochs, test {t_acc:.4f}) into tcn:{student} ({student_epochs} epochs), 2 threads\n")
+    print("| seed | distilled | from scratch | difference (points) |\n|---|---|---|---|")
+    diffs = []
+    for seed in seeds:
+        acc = {}
+        for tag in ("distilled", "scratch"):
+            torch.manual_seed(seed)
+            m = seqbench.create_model("tcn", task.d_in, task.d_out, params=student)
+            t_ = DistillTask(task, teacher) if tag == "distilled" else task
+            r = seqbench.train(m, t_, dataclasses.replace(cfg, epochs=student_epochs, seed=seed), progress=False)
+            acc[tag] = r.test["accuracy"]
+        diffs.append(100 * (acc["distilled"] - acc["scratch"]))
+        print(f"| {seed} | {acc['distilled']:.4f} | {acc['scratch']:.4f} | {diffs[-1]:+.2f} |", flush=True)
+    mean = sum(diffs) / len(diffs)
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else float("nan")
+    print(f"\ndistilled - scratch: {mean:+.2f} +- {se:.2f} points (mean +- standard error over {len(diffs)} seeds)")
 
 
 def int8_scan() -> None:
@@ -90,6 +128,25 @@ def int8_scan() -> None:
             s = time_interleaved({"f": lambda: m(xs), "q": lambda: q(xs)}, rounds=3)
         print(f"| {h} | {seqbench.count_params(m):,} | {t['f'] * 1e3:.3f} ms | {t['q'] * 1e3:.3f} ms | "
               f"{t['f'] / t['q']:.2f}x | {s['f'] * 1e3:.2f} ms | {s['q'] * 1e3:.2f} ms | {s['f'] / s['q']:.2f}x |")
+
+
+def tcn_int8_scan() -> None:
+    """Could int8 pay for the TCN's step at any width? A TCN step is one matmul per conv, (1, k*C) @
+    (k*C, C) at B=1, plus fixed overhead: the float one in NumPy (what `model.step` runs) against
+    torch's dynamic int8 linear (fbgemm, per-channel int8 weights), interleaved."""
+    import numpy as np
+    print("\n## one TCN conv's step matmul, float (NumPy) vs dynamic int8 (B=1, 1 thread, k=7)\n")
+    print("| channels | weights per conv | float (NumPy) | int8 (torch dynamic) | int8 speed-up |\n|---|---|---|---|---|")
+    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else \
+        torch.backends.quantized.engine
+    for c in (25, 64, 128, 256, 512):
+        w, b, x = torch.randn(c, 7 * c) * 0.05, torch.randn(c), torch.randn(1, 7 * c)
+        q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(c, dtype=torch.long), 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(q, b)
+        wn, xn, out = np.ascontiguousarray(w.t().numpy()), x.numpy(), np.empty((1, c), np.float32)
+        t = time_interleaved({"f": lambda: np.dot(xn, wn, out=out),
+                              "q": lambda: torch.ops.quantized.linear_dynamic(x, packed, True)}, rounds=5)
+        print(f"| {c} | {w.numel():,} | {t['f'] * 1e6:.1f} us | {t['q'] * 1e6:.1f} us | {t['f'] / t['q']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,19 @@ def test_full_forward_gradients_match_finite_differences(causal):
     def f(x, *ps):
         return torch.func.functional_call(m, dict(zip(names, ps)), (x,))
     assert torch.autograd.gradcheck(f, (x, *(p.detach().clone().requires_grad_() for p in params)))
+
+
+def test_any_input_memory_layout_gives_the_same_outputs():
+    """The channels-last forward reads x's memory as it is: strided and transposed inputs give what
+    their contiguous copies give, full sequence and last step, with gradients."""
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 3, 4, levels=3, hidden=5, kernel_size=3)
+    base = torch.randn(2, 3, 60)
+    for x in (base.transpose(1, 2), base.transpose(1, 2)[:, ::2], base.transpose(1, 2).contiguous()[:, 1::3]):
+        torch.testing.assert_close(m(x), m(x.contiguous()))
+        torch.testing.assert_close(m.forward_last(x), m(x.contiguous())[:, -1:], rtol=1e-5, atol=1e-6)
+    x = base.transpose(1, 2).requires_grad_()
+    m(x).sum().backward()
+    xc = base.transpose(1, 2).contiguous().requires_grad_()
+    m(xc).sum().backward()
+    torch.testing.assert_close(x.grad, xc.grad)
