@@ -40,3 +40,20 @@ def test_gradient_is_the_same_mask_and_eval_is_identity():
     assert FastDropout(0.0).train()(x) is x
     mask, s = keep_mask(torch.Size([3, 5]), 0.5)
     assert mask.dtype == torch.bool and mask.shape == (3, 5) and s == 2.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_channels_last_input_keeps_its_layout_rate_and_mask(dtype):
+    """The TCN's activations are channels-last (B, C, 1, L): the mask follows that layout, the output
+    stays channels-last, the keep rate and scaling hold, and the gradient goes through the same mask."""
+    torch.manual_seed(0)
+    x = (torch.rand(8, 300, 1, 40) + 0.5).to(dtype).permute(0, 3, 2, 1).requires_grad_()  # (B, C, 1, L)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    y = FastDropout(0.25).train()(x)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+    kept = y != 0
+    keep = 1 - round(0.25 * 65536) / 65536
+    assert abs(kept.float().mean().item() - keep) < 4 * (keep * (1 - keep) / x.numel()) ** 0.5
+    torch.testing.assert_close(y[kept], x.detach()[kept] / keep)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, kept.to(dtype) / keep)
