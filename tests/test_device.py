@@ -44,7 +44,7 @@ def test_every_task_kind_scores_on_the_device(device):
 
 
 @pytest.mark.parametrize("name,opts", [("adding", {"seq_len": 12}),  # last step: the TCN's decimated path
-                                       ("copy_memory", {"T": 8})])  # every step: its full forward (own conv backward)
+                                       ("copy_memory", {"T": 8})])  # every step: its full (channels-last) forward
 def test_bf16_autocast_trains_on_cpu(name, opts):
     task = seqbench.create_task(name, n_train=64, n_valid=16, n_test=16, **opts)
     r = seqbench.train(tiny(task), task, seqbench.TrainConfig(epochs=1, device="cpu", precision="bf16"),
@@ -60,7 +60,7 @@ def test_bf16_autocast_trains_on_cpu(name, opts):
 @pytest.mark.parametrize("model", seqbench.list_models())
 def test_every_model_trains_under_bf16_autocast(model):
     """--precision bf16 reaches every model's own code under autocast (the LRU's complex scan takes
-    its B u from a real matmul, the TCN steps its conv backward aside): one epoch, finite loss."""
+    its B u from a real matmul, the TCN its channels-last convs): one epoch, finite loss."""
     task = seqbench.create_task("copy_memory", T=8, n_train=64, n_valid=16, n_test=16)
     torch.manual_seed(0)
     m = seqbench.create_model(model, task.d_in, task.d_out, params=3000)

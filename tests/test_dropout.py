@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from seqbench.models.dropout import FastDropout, keep_mask
+from seqbench.models.dropout import FastDropout, scaled_mask_like
 
 
 @pytest.mark.parametrize("p", [0.05, 0.25, 0.5])
@@ -38,8 +38,8 @@ def test_gradient_is_the_same_mask_and_eval_is_identity():
     drop.eval()
     assert drop(x) is x
     assert FastDropout(0.0).train()(x) is x
-    mask, s = keep_mask(torch.Size([3, 5]), 0.5)
-    assert mask.dtype == torch.bool and mask.shape == (3, 5) and s == 2.0
+    m = scaled_mask_like(torch.ones(30, 50, dtype=torch.float64), 0.5)
+    assert m.dtype == torch.float64 and m.shape == (30, 50) and set(m.unique().tolist()) == {0.0, 2.0}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

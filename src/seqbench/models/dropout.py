@@ -19,34 +19,21 @@ from torch import nn
 LEVELS = 1 << 16
 
 
-def _keep(n: int, p: float) -> tuple[np.ndarray, float]:
+def scaled_mask_like(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A dropout mask for x, already scaled: each element is 1 / keep with probability keep =
+    1 - round(p * 2^16) / 2^16, else 0. In x's dtype and memory layout (a channels-last x gets a
+    channels-last mask, so the multiply streams both in one order)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return scaled_mask_like(x.permute(0, 2, 3, 1), p).permute(0, 3, 1, 2)  # (B, H, W, C) is contiguous
     threshold = int(round(p * LEVELS))
     seed = int(torch.randint(0, 2**62, (1,)).item())  # torch's RNG drives it: manual_seed reproduces
-    raw = np.random.PCG64(seed).random_raw((n + 3) // 4)  # 4 x 16 random bits per draw
-    return raw.view(np.uint16)[:n] >= threshold, LEVELS / (LEVELS - threshold)
-
-
-def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
-    """A bool mask of ``shape`` keeping each element with probability 1 - round(p * 2^16) / 2^16,
-    and the scale that keeps the expectation: (mask, 1 / keep)."""
-    keep, scale = _keep(int(np.prod(shape)), p)
-    return torch.from_numpy(keep).view(shape), scale
-
-
-def scaled_mask_like(x: torch.Tensor, p: float) -> torch.Tensor:
-    """keep_mask's mask times its scale, in x's dtype and memory layout (a channels-last x gets a
-    channels-last mask, so the multiply streams both in one order)."""
-    cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    B, C, H, W = x.shape if cl else (0, 0, 0, 0)
-    shape = (B, H, W, C) if cl else x.shape
-    keep, scale = _keep(x.numel(), p)
+    raw = np.random.PCG64(seed).random_raw((x.numel() + 3) // 4)  # 4 x 16 random bits per draw
+    keep, scale = raw.view(np.uint16)[:x.numel()] >= threshold, LEVELS / (LEVELS - threshold)
     if x.dtype in (torch.float32, torch.float64):  # bool -> scaled float in one pass
-        m = torch.from_numpy(np.multiply(keep, np.array(scale, dtype=np.float32 if x.dtype == torch.float32
-                                                        else np.float64)))
+        m = torch.from_numpy(np.multiply(keep, scale, dtype=np.float32 if x.dtype == torch.float32 else np.float64))
     else:
         m = torch.from_numpy(keep).to(x.dtype).mul_(scale)
-    m = m.view(shape)
-    return m.permute(0, 3, 1, 2) if cl else m
+    return m.view(x.shape)
 
 
 class FastDropout(nn.Module):

@@ -47,12 +47,14 @@ def weight_normed_conv(c_in: int, c_out: int, kernel_size: int, dilation: int = 
     return weight_norm(conv)
 
 
-def conv_nhwc(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+def conv_nhwc(x: torch.Tensor, conv: nn.Conv1d, stride: int = 1, dilation: int | None = None) -> torch.Tensor:
     """``conv`` on x of shape (B, C_in, 1, L) held channels-last (the memory of (B, L, C_in)), as a
     2-D convolution of height 1: -> (B, C_out, 1, L_out), channels-last as well. On CPU, oneDNN's
     channels-last convolutions at a TCN's widths run 1.5-2x faster than the (B, C, L) ones, forward
-    and backward (BENCHMARKS.md, "Every-step training", fourth pass); cuDNN has fast NHWC kernels too."""
-    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, dilation=(1, conv.dilation[0]))
+    and backward (BENCHMARKS.md, "Every-step training", fourth pass); cuDNN has fast NHWC kernels too.
+    ``dilation`` defaults to the conv's own."""
+    d = conv.dilation[0] if dilation is None else dilation
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, stride), dilation=(1, d))
 
 
 class TemporalBlock(nn.Module):
@@ -85,12 +87,11 @@ class TemporalBlock(nn.Module):
         reads.
         """
         k = self.conv1.kernel_size[0]
-        w1, w2 = self.conv1.weight.unsqueeze(2), self.conv2.weight.unsqueeze(2)
-        h = self.dropout(F.relu(F.conv2d(F.pad(x, (k - 1, 0)), w1, self.conv1.bias)))
+        h = self.dropout(F.relu(conv_nhwc(F.pad(x, (k - 1, 0)), self.conv1, dilation=1)))
         n = h.shape[-1]
         start = (n - 1) % 2  # conv2 at stride 2, aligned so its last window ends at the last step
-        h = self.dropout(F.relu(F.conv2d(F.pad(h, (k - 1 - start, 0)) if k - 1 >= start else h[..., start - k + 1:],
-                                         w2, self.conv2.bias, stride=(1, 2))))
+        h = self.dropout(F.relu(conv_nhwc(F.pad(h, (k - 1 - start, 0)) if k - 1 >= start else h[..., start - k + 1:],
+                                          self.conv2, stride=2, dilation=1)))
         res = x[..., start::2]
         if self.downsample is not None:
             res = conv_nhwc(res, self.downsample)
