@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,13 +32,24 @@ from seqbench.compress import DistillTask, compress_run, compression_table, quan
 TEACHERS = {"lstm": "268k", "tcn": "40k"}  # the LSTM: hidden 256, where int8 starts to pay (see the size scan)
 
 
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; 'none' -> []."""
+    try:
+        return [] if text == "none" else [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are comma-separated integers (or 'none'), got {text!r}") from None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--full-seeds", default=",".join(map(str, range(12))), help="seeds for the full seq-MNIST distillation, or 'none'")
+    ap.add_argument("--seeds", default=[0, 1, 2], type=seed_list)
+    ap.add_argument("--full-seeds", default=list(range(12)), type=seed_list,
+                    help="seeds for the full seq-MNIST distillation, or 'none'")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
+    if not seeds:
+        ap.error("--seeds needs at least one seed")
     torch.set_num_threads(1)
     print(f"machine: {machine()}")
     task = seqbench.create_task("smnist:digits")
@@ -63,14 +75,7 @@ def main() -> int:
                   f"({t['float'] / t['int8']:.2f}x faster), accuracy {acc:+.1f} points")
         # the student comparison over seeds: distilled vs from scratch, same budget and schedule
         s_name, s_size = student.split(":")
-        res = {"distilled": [], "scratch": []}
-        for seed in seeds:
-            for tag in res:
-                torch.manual_seed(seed)
-                m = seqbench.create_model(s_name, task.d_in, task.d_out, params=s_size)
-                t_ = DistillTask(task, teacher) if tag == "distilled" else task
-                r = seqbench.train(m, t_, dataclasses.replace(cfg, seed=seed), progress=False)
-                res[tag].append(r.test["accuracy"])
+        res = student_accuracies(task, teacher, s_name, s_size, cfg, seeds)
         mean = {k: sum(v) / len(v) for k, v in res.items()}
         print(f"\nstudent {student} over seeds {seeds}: distilled "
               + ", ".join(f"{a:.3f}" for a in res["distilled"]) + f" (mean {mean['distilled']:.3f}); from scratch "
@@ -78,9 +83,22 @@ def main() -> int:
               f"distilled - scratch = {(mean['distilled'] - mean['scratch']) * 100:+.1f} points")
     int8_scan()
     tcn_int8_scan()
-    if args.full_seeds != "none":
-        distill_full_smnist([int(s) for s in args.full_seeds.split(",")], work)
+    if args.full_seeds:
+        distill_full_smnist(args.full_seeds, work)
     return 0
+
+
+def student_accuracies(task, teacher, model: str, size, cfg, seeds: list[int]) -> dict[str, list[float]]:
+    """Test accuracy of a student per seed, distilled from ``teacher`` and from scratch: the same
+    seed, schedule and budget (``cfg``) for both."""
+    res = {"distilled": [], "scratch": []}
+    for seed in seeds:
+        for tag in res:
+            torch.manual_seed(seed)
+            m = seqbench.create_model(model, task.d_in, task.d_out, params=size)
+            t_ = DistillTask(task, teacher) if tag == "distilled" else task
+            res[tag].append(seqbench.train(m, t_, dataclasses.replace(cfg, seed=seed), progress=False).test["accuracy"])
+    return res
 
 
 def distill_full_smnist(seeds: list[int], work: Path, teacher_epochs: int = 5, student_epochs: int = 3) -> None:
@@ -99,15 +117,9 @@ def distill_full_smnist(seeds: list[int], work: Path, teacher_epochs: int = 5, s
     print("| seed | distilled | from scratch | difference (points) |\n|---|---|---|---|")
     diffs = []
     for seed in seeds:
-        acc = {}
-        for tag in ("distilled", "scratch"):
-            torch.manual_seed(seed)
-            m = seqbench.create_model("tcn", task.d_in, task.d_out, params=student)
-            t_ = DistillTask(task, teacher) if tag == "distilled" else task
-            r = seqbench.train(m, t_, dataclasses.replace(cfg, epochs=student_epochs, seed=seed), progress=False)
-            acc[tag] = r.test["accuracy"]
-        diffs.append(100 * (acc["distilled"] - acc["scratch"]))
-        print(f"| {seed} | {acc['distilled']:.4f} | {acc['scratch']:.4f} | {diffs[-1]:+.2f} |", flush=True)
+        acc = student_accuracies(task, teacher, "tcn", student, dataclasses.replace(cfg, epochs=student_epochs), [seed])
+        diffs.append(100 * (acc["distilled"][0] - acc["scratch"][0]))
+        print(f"| {seed} | {acc['distilled'][0]:.4f} | {acc['scratch'][0]:.4f} | {diffs[-1]:+.2f} |", flush=True)
     mean = sum(diffs) / len(diffs)
     se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else float("nan")
     print(f"\ndistilled - scratch: {mean:+.2f} +- {se:.2f} points (mean +- standard error over {len(diffs)} seeds)")
@@ -137,12 +149,12 @@ def tcn_int8_scan() -> None:
     import numpy as np
     print("\n## one TCN conv's step matmul, float (NumPy) vs dynamic int8 (B=1, 1 thread, k=7)\n")
     print("| channels | weights per conv | float (NumPy) | int8 (torch dynamic) | int8 speed-up |\n|---|---|---|---|---|")
-    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else \
-        torch.backends.quantized.engine
     for c in (25, 64, 128, 256, 512):
         w, b, x = torch.randn(c, 7 * c) * 0.05, torch.randn(c), torch.randn(1, 7 * c)
-        q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(c, dtype=torch.long), 0, torch.qint8)
-        packed = torch.ops.quantized.linear_prepack(q, b)
+        with warnings.catch_warnings():  # torch deprecates its quantized tensors in favour of torchao
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(c, dtype=torch.long), 0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(q, b)
         wn, xn, out = np.ascontiguousarray(w.t().numpy()), x.numpy(), np.empty((1, c), np.float32)
         t = time_interleaved({"f": lambda: np.dot(xn, wn, out=out),
                               "q": lambda: torch.ops.quantized.linear_dynamic(x, packed, True)}, rounds=5)
