@@ -325,12 +325,21 @@ class RayExecutor(Executor):
         self.ray = require("ray", extra="ray", why="--executor ray")
         self.started_here = not self.ray.is_initialized()
         if self.started_here:
-            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                          ignore_reinit_error=True)
+            # Ray puts the driver's working directory on every worker's import path (and a local
+            # instance starts its workers from there): connect from a neutral directory, safe-path on
+            with _safe_start():
+                self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                              ignore_reinit_error=True, runtime_env={"env_vars": {"PYTHONSAFEPATH": "1"}})
         self.threads = self.cpus_per_trial or 1
+        self.cwd = os.getcwd()
 
         @self.ray.remote(num_cpus=self.threads, max_calls=1)  # a fresh worker process per trial: no state leaks
-        def ray_trial(trial: dict, threads: int, run_dir: str) -> dict:
+        def ray_trial(trial: dict, threads: int, run_dir: str, driver_cwd: str) -> dict:
+            import os as _os
+            import sys as _sys
+            # a Ray instance the user started elsewhere put its driver's directory on the path
+            unsafe = {"", ".", driver_cwd, _os.getcwd()}
+            _sys.path[:] = [p for p in _sys.path if p not in unsafe]
             from seqbench.bench.worker import execute_trial
             try:
                 return execute_trial(trial, threads, run_dir)
@@ -341,7 +350,7 @@ class RayExecutor(Executor):
 
     def submit(self, trial: dict, run_dir: Path) -> Any:
         gpus = 1 if str(trial.get("train", {}).get("device", "auto")).startswith("cuda") else 0
-        ref = self.remote.options(num_gpus=gpus).remote(trial, self.threads, str(run_dir))
+        ref = self.remote.options(num_gpus=gpus).remote(trial, self.threads, str(run_dir), self.cwd)
         self.refs[ref] = None
         return ref
 
