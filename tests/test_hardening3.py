@@ -40,3 +40,48 @@ def test_a_decoy_module_in_the_working_directory_is_never_imported(tmp_path, exe
     assert not marker.exists(), f"imported the decoy: {marker.read_text()}"
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["status"] for r in trial_rows(tmp_path / "r.db")] == ["done"]
+
+
+# -- user files are never replaced or deleted ------------------------------------------------------
+def train_small(tmp_path, model="tcn", name="run", **opts):
+    import seqbench
+    task = seqbench.create_task("copy_memory", T=10, n_train=128, n_valid=32, n_test=32)
+    m = seqbench.create_model(model, task.d_in, task.d_out, params="2k", **opts)
+    seqbench.train(m, task, seqbench.TrainConfig.for_task(task, epochs=1), out_dir=tmp_path / name, progress=False)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("argv,where", [
+    (["compress", "{run}", "--prune", "0.5", "--epochs", "1", "--out", "{d}/userdir", "--no-progress"], "pruned"),
+    (["compress", "{run}", "--quantize", "int8", "--out", "{d}/userdir", "--no-progress"], "int8"),
+    (["recommend", "--task", "adding", "--task-opt", "seq_len=8", "--models", "gru", "--max-params", "2k",
+      "--time-budget", "20", "--db", "{d}/r.db", "--out", "{d}/userdir", "--no-progress"], "winner"),
+    (["recommend", "--task", "adding", "--task-opt", "seq_len=8", "--models", "gru", "--max-params", "2k",
+      "--time-budget", "20", "--db", "{d}/r.db", "--out", "{d}/userdir", "--no-progress"], ""),
+])
+def test_a_users_files_under_out_are_refused_before_any_work(tmp_path, capsys, argv, where):
+    from seqbench.cli import main
+    run = train_small(tmp_path, "gru" if "int8" in argv else "tcn")
+    note = tmp_path / "userdir" / where / "notes.txt"
+    note.parent.mkdir(parents=True)
+    note.write_text("mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([a.replace("{run}", str(run)).replace("{d}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0] and "did not write" in err[0], err
+    assert note.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_rerunning_compress_replaces_its_own_variant_and_keeps_a_users_file(tmp_path, capsys):
+    from seqbench.cli import main
+    run = train_small(tmp_path)
+    argv = ["compress", str(run), "--prune", "0.5", "--epochs", "1", "--out", str(tmp_path / "c"), "--no-progress"]
+    assert main(argv) == 0
+    first = (tmp_path / "c" / "pruned" / "best.pt").stat().st_ino
+    (tmp_path / "c" / "mine.txt").write_text("kept")  # beside seqbench's outputs: refused, then kept
+    assert main(argv) == 2 and "mine.txt" in capsys.readouterr().err
+    (tmp_path / "c" / "mine.txt").unlink()
+    assert main(argv) == 0
+    assert (tmp_path / "c" / "pruned" / "best.pt").stat().st_ino != first  # swapped in whole
+    assert json.loads((tmp_path / "c" / "pruned" / "result.json").read_text())["test"]["loss"] > 0
+    assert not list((tmp_path / "c").glob(".*partial*"))

@@ -17,6 +17,7 @@ import dataclasses
 import io
 import json
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -182,37 +183,51 @@ def parse_student(spec: str) -> tuple[str, int]:
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def measure(model: nn.Module, task, *, reps: int = 200, params: int | None = None) -> dict[str, Any]:
-    """Weights size, parameters, B=1 step latency (1 thread) and full-sequence latency, test metric."""
+def measure(variants: list[tuple[nn.Module, Any]], task, *, reps: int = 200, rounds: int = 5) -> list[dict[str, Any]]:
+    """Serialized weights size, B=1 step and full-sequence latency (1 thread), and the test metrics
+    of each ``(model, params)``. Timings are interleaved in rounds (round r times every variant
+    once) and the median kept, so a slow moment of the machine hits every variant alike."""
     from seqbench.models.base import count_params
-    model.eval()
     x, _ = next(iter(task.batches("test", 1)))
+    calls = []
+    for model, _ in variants:
+        model.eval()
+        step = None
+        if getattr(model, "causal", False) and getattr(model, "supports_step", False):
+            state, x_t = model.init_state(1), x[:, 0]
+            step = (lambda m, s, xt: lambda: m.step(xt, s))(model, state, x_t)
+        calls.append(((lambda m: lambda: task.predict(m, x))(model), step))
+    times = [([], []) for _ in variants]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            seq_ms = _time(lambda: task.predict(model, x), max(3, reps // 20))
-            step_ms = None
-            if getattr(model, "causal", False) and getattr(model, "supports_step", False):
-                state = model.init_state(1)
-                x_t = x[:, 0]
-                step_ms = _time(lambda: model.step(x_t, state), reps)
+            for seq, step in calls:  # warm up
+                seq()
+                for _ in range(reps // 10 if step else 0):
+                    step()
+            for _ in range(rounds):
+                for (seq, step), (seq_t, step_t) in zip(calls, times):
+                    seq_t.append(_time(seq, max(3, reps // 20)))
+                    if step is not None:
+                        step_t.append(_time(step, reps))
     finally:
         torch.set_num_threads(threads)
-    return {"weights_bytes": weights_bytes(model), "params": params or count_params(model), "step_ms": step_ms, "seq_ms": seq_ms,
-            **task.evaluate(model, "test")}
+    return [{"weights_bytes": weights_bytes(model), "params": params or count_params(model),
+             "step_ms": statistics.median(step_t) if step_t else None, "seq_ms": statistics.median(seq_t),
+             **_test(task, model)} for (model, params), (seq_t, step_t) in zip(variants, times)]
+
+
+def _test(task, model) -> dict[str, Any]:
+    metrics = task.evaluate(model, "test")
+    return {"test": metrics, **metrics}
 
 
 def _time(fn, n: int) -> float:
-    for _ in range(max(2, n // 10)):
+    t = time.perf_counter()
+    for _ in range(n):
         fn()
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best * 1e3
+    return (time.perf_counter() - t) / n * 1e3
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -220,10 +235,15 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
                  distill_into: str | None = None, epochs: int | None = None, temperature: float = 2.0,
                  alpha: float = 0.5, progress: bool | None = None) -> list[dict]:
     """Write each requested variant as a run directory under ``out`` (``int8/``, ``pruned/``,
-    ``distilled/``) and ``out/compression.md``; return the table's rows (the original first)."""
+    ``distilled-<model>/``, ``scratch-<model>/``) and ``out/compression.md``; return the table's
+    rows (the original first). Each variant is built beside its destination and swapped in whole,
+    with ``result.json`` written last; an int8 variant is kept only where it measured faster here."""
+    import math
+
     import seqbench
+    from seqbench.outdir import OutDir
     from seqbench.train import TrainConfig
-    from seqbench.utils import atomic_write_json, atomic_write_text
+    from seqbench.utils import atomic_write_json
     if quantize is None and prune is None and distill_into is None:
         raise SeqbenchError("nothing to do: give --quantize int8, --prune FRACTION and/or --distill-into MODEL:PARAMS")
     if quantize is not None and quantize not in QUANTIZE:
@@ -231,61 +251,82 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
     student = parse_student(distill_into) if distill_into is not None else None
     if student is not None:
         check_distill(temperature, alpha)
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)):
+        raise SeqbenchError(f"--temperature must be a finite number > 0, got {temperature}")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise SeqbenchError(f"--epochs must be a positive integer, got {epochs!r}")
-    run, out = Path(run_dir), Path(out)
-    if out.resolve() == run.resolve():
+    run = Path(run_dir)
+    if str(out).strip() and Path(out).resolve() == run.resolve():
         raise SeqbenchError(f"--out {out} is the run itself; give a new directory")
     teacher, task, cfg = load_run(run)
     if prune is not None:
         prune_tcn(teacher, prune)  # its errors before any work
     if quantize is not None:
         quantize_int8(teacher)
+    dest = OutDir(out).check()
     train_cfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
-    rows = [{"variant": "original", "model": teacher.config["name"], **measure(teacher, task)}]
-    out.mkdir(parents=True, exist_ok=True)
+    n_params = seqbench.count_params(teacher)
+    variants = [("original", teacher.config["name"], teacher, None, None, {})]  # label, model, module, dir, params, extra
     if quantize is not None:
-        dest = out / "int8"
-        tmp = out / ".int8.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        shutil.copy2(run / "best.pt", tmp / "best.pt")
-        atomic_write_json(tmp / "config.json", {**cfg, "compress": {"quantize": "int8", "from": str(run)}})
-        q = seqbench.load_model(tmp)
-        row = {"variant": "int8 (dynamic)", "model": teacher.config["name"],
-               **measure(q, task, params=rows[0]["params"])}
-        atomic_write_json(tmp / "result.json", {"test": {task.metric.name: row[task.metric.name]}, "compress": "int8"})
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-        rows.append(row)
+        work = dest.staging("int8")
+        shutil.copy2(run / "best.pt", work / "best.pt")
+        atomic_write_json(work / "config.json", {**cfg, "compress": {"quantize": "int8", "from": str(run)}})
+        variants.append(("int8 (dynamic)", teacher.config["name"], seqbench.load_model(work), ("int8", work),
+                         n_params, {}))
     if prune is not None:
         small = prune_tcn(teacher, prune)
         before = task.evaluate(small, "test")[task.metric.name]
         ft = dataclasses.replace(train_cfg, epochs=epochs or max(1, train_cfg.epochs // 4), lr=train_cfg.lr / 2)
-        seqbench.train(small, task, ft, out_dir=out / "pruned", overwrite=True, progress=progress)
-        small = seqbench.load_model(out / "pruned")
-        rows.append({"variant": f"pruned {prune:.0%} + fine-tuned", "model": f"tcn, hidden {small.hidden}",
-                     "before_finetune": before, **measure(small, task)})
+        work = dest.staging("pruned")
+        seqbench.train(small, task, ft, out_dir=work, progress=progress)
+        variants.append((f"pruned {prune:.0%} + fine-tuned ({ft.epochs} epoch{'s' * (ft.epochs != 1)})",
+                         f"tcn, hidden {small.hidden}", seqbench.load_model(work), ("pruned", work), None,
+                         {"before_finetune": before, "finetune_epochs": ft.epochs}))
     if student is not None:
         name, params = student
         for tag, use_teacher in (("distilled", True), ("scratch", False)):
             torch.manual_seed(train_cfg.seed)
             m = seqbench.create_model(name, task.d_in, task.d_out, params=params, **task.model_kwargs())
             t = DistillTask(task, teacher, temperature, alpha) if use_teacher else task
-            seqbench.train(m, t, dataclasses.replace(train_cfg, epochs=epochs or train_cfg.epochs),
-                           out_dir=out / f"{tag}-{name}", overwrite=True, progress=progress)
-            m = seqbench.load_model(out / f"{tag}-{name}")
+            work = dest.staging(f"{tag}-{name}")
+            seqbench.train(m, t, dataclasses.replace(train_cfg, epochs=epochs or train_cfg.epochs), out_dir=work,
+                           progress=progress)
             label = f"distilled into {distill_into}" if use_teacher else f"{distill_into} from scratch (same budget)"
-            rows.append({"variant": label, "model": name, **measure(m, task)})
-    atomic_write_text(out / "compression.md", compression_table(rows, task) + "\n")
+            variants.append((label, name, seqbench.load_model(work), (f"{tag}-{name}", work), None, {}))
+    measured = measure([(v[2], v[4]) for v in variants], task)
+    rows = []
+    for (label, model, _, where, _, extra), row in zip(variants, measured):
+        row = {"variant": label, "model": model, **extra, **row}
+        if where is not None and where[0] == "int8" and not _faster(row, rows[0]):
+            row["note"] = "not written: int8 measured slower than float here"
+            shutil.rmtree(where[1], ignore_errors=True)
+        elif where is not None:
+            atomic_write_json(where[1] / "result.json", {"test": row["test"], "compress": where[0],
+                                                         "measured": {k: row[k] for k in ("params", "step_ms", "seq_ms")}})
+            dest.put_dir(where[1], where[0])
+        rows.append(row)
+    dest.write_text("compression.md", compression_table(rows, task) + "\n")
     return rows
+
+
+def _faster(row: dict, original: dict) -> bool:
+    """Whether a variant is faster than the original where it streams (else on the full sequence)."""
+    if row["step_ms"] is not None and original["step_ms"] is not None:
+        return row["step_ms"] < original["step_ms"]
+    return row["seq_ms"] < original["seq_ms"]
 
 
 def compression_table(rows: list[dict], task) -> str:
     from seqbench.tables import fmt, md_table
     metric = task.metric.name
-    head = ["variant", "model", "weights", "params", "step (B=1)", "full sequence (B=1)", f"test {metric}"]
-    body = [[r["variant"], r["model"], f"{r['weights_bytes'] / 1024:,.0f} KiB", f"{r['params']:,}",
-             "-" if r["step_ms"] is None else f"{r['step_ms']:.3f} ms", f"{r['seq_ms']:.2f} ms", fmt(r[metric])]
-            for r in rows]
+    head = ["variant", "model", "weights (serialized)", "params", "step (B=1)", "full sequence (B=1)",
+            f"test {metric}", "note"]
+    body = []
+    for r in rows:
+        note = r.get("note", "")
+        if "before_finetune" in r:
+            note = f"test {metric} {fmt(r['before_finetune'])} before fine-tuning"
+        body.append([r["variant"], r["model"], f"{r['weights_bytes'] / 1024:,.0f} KiB", f"{r['params']:,}",
+                     "-" if r["step_ms"] is None else f"{r['step_ms']:.3f} ms", f"{r['seq_ms']:.2f} ms",
+                     fmt(r[metric]), note])
     return md_table(head, body)

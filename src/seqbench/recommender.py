@@ -381,6 +381,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     limits = limits or Limits()
     limits.check()
     budget_s = parse_duration(budget)
+    if out is not None:  # a file, or a directory holding the user's files: refused before any work
+        from seqbench.outdir import OutDir
+        OutDir(out).check()
     if not isinstance(seeds, int) or seeds < 1:
         raise SeqbenchError(f"seeds must be a positive integer, got {seeds!r}")
     t_task = time.monotonic()
@@ -481,7 +484,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                          budget=budget_s, machine=machine)
     rec.explanation = explain(rec, note)
     if out is not None:
-        rec.paths = write_answer(rec, out)
+        write_answer(rec, out)
     return rec
 
 
@@ -765,28 +768,24 @@ def write_answer(rec: Recommendation, out: str | Path) -> dict[str, str]:
     beside and swapped in, so an interrupted write never leaves half a winner)."""
     import html
 
+    from seqbench.outdir import OutDir
     from seqbench.tables import html_figure, html_page, html_table, md_table
-    from seqbench.utils import atomic_write
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    dest = OutDir(out).check()
+    out = dest.path
     paths = {}
     if rec.winner is not None:
-        win, new, old = out / "winner", out / ".winner.partial", out / ".winner.old"
-        for stale in (new, old):
-            shutil.rmtree(stale, ignore_errors=True)
-        shutil.copytree(rec.winner.run_dir, new, ignore=shutil.ignore_patterns("last.pt", ".*"))
-        atomic_write_json(new / "result.json", {"test": rec.test, "best_valid": rec.winner.valid,
-                                                 "candidate": rec.winner.candidate})
-        if win.exists():
-            os.replace(win, old)
-        os.replace(new, win)
-        shutil.rmtree(old, ignore_errors=True)
-        paths["winner"] = str(win)
+        work = dest.staging("winner")
+        shutil.copytree(rec.winner.run_dir, work, ignore=shutil.ignore_patterns("last.pt", ".*"), dirs_exist_ok=True)
+        atomic_write_json(work / "result.json", {"test": rec.test, "best_valid": rec.winner.valid,
+                                                  "candidate": rec.winner.candidate})
+        paths["winner"] = str(dest.put_dir(work, "winner"))
     header, rows = ranked_table(rec)
     plot = pareto_plot(rec)
     if plot is not None:
-        atomic_write(out / "pareto.png", lambda tmp: Path(tmp).write_bytes(plot))
-        paths["pareto"] = str(out / "pareto.png")
+        paths["pareto"] = str(dest.write("pareto.png", lambda tmp: Path(tmp).write_bytes(plot)))
+    paths.update(md=str(out / "recommendation.md"), html=str(out / "recommendation.html"),
+                 json=str(out / "recommendation.json"))
+    rec.paths = paths
     ex_rows = [[cid, why] for cid, why in rec.excluded]
     md = (f"# seqbench recommend: {rec.task}\n\n{rec.explanation}\n\n"
           f"Machine: {rec.machine}. Time: {rec.elapsed:.0f}s of a {rec.budget:.0f}s budget. Selection on "
@@ -794,15 +793,13 @@ def write_answer(rec: Recommendation, out: str | Path) -> dict[str, str]:
           + ("## Validation metric vs step latency\n\n![Pareto front](pareto.png)\n\n" if plot else "")
           + (f"## Excluded by the limits (measured before training)\n\n{md_table(['candidate', 'why'], ex_rows)}\n"
              if ex_rows else ""))
-    atomic_write_text(out / "recommendation.md", md)
+    dest.write_text("recommendation.md", md)
     body = (f"<h1>seqbench recommend: {html.escape(rec.task)}</h1><p>{html.escape(rec.explanation)}</p>"
             f"<h2>Ranked</h2>{html_table(header, rows)}"
             + (html_figure(plot, "Validation metric vs step latency: the Pareto front") if plot else "")
             + (f"<h2>Excluded by the limits</h2>{html_table(['candidate', 'why'], ex_rows)}" if ex_rows else ""))
-    atomic_write_text(out / "recommendation.html", html_page(f"seqbench recommend: {rec.task}", body))
-    atomic_write_json(out / "recommendation.json", rec.to_dict())
-    paths.update(md=str(out / "recommendation.md"), html=str(out / "recommendation.html"),
-                 json=str(out / "recommendation.json"))
+    dest.write_text("recommendation.html", html_page(f"seqbench recommend: {rec.task}", body))
+    dest.write_text("recommendation.json", json.dumps(rec.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
     return paths
 
 

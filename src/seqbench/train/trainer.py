@@ -181,10 +181,8 @@ def _run_directory(out: Path, replace: bool):
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.replace(out, old / "run")
-    os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
+    from seqbench.outdir import replace_dir
+    replace_dir(work, out)
 
 
 def _rng_state() -> dict[str, Any]:
