@@ -85,3 +85,28 @@ def test_rerunning_compress_replaces_its_own_variant_and_keeps_a_users_file(tmp_
     assert (tmp_path / "c" / "pruned" / "best.pt").stat().st_ino != first  # swapped in whole
     assert json.loads((tmp_path / "c" / "pruned" / "result.json").read_text())["test"]["loss"] > 0
     assert not list((tmp_path / "c").glob(".*partial*"))
+
+
+# -- changed data is never mistaken for the old data -----------------------------------------------
+def test_resume_refuses_a_data_file_that_changed(tmp_path, capsys):
+    from seqbench.cli import main
+    data = cls_csv(tmp_path / "cls.csv")
+    argv = ["train", "--task", "custom", "--task-opt", f"path={data}", "--task-opt", "normalize=feature", "--model",
+            "gru", "--params", "2k", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    cls_csv(data, seed=1)  # new values, same name: new normalization statistics
+    saved = (tmp_path / "run" / "config.json").read_text()
+    assert main(argv[:-1] + ["--epochs", "2", "--resume", "--no-progress"]) == 2
+    assert "the data changed" in capsys.readouterr().err
+    assert (tmp_path / "run" / "config.json").read_text() == saved
+
+
+def test_a_sweep_keys_every_data_file_by_content(tmp_path):
+    from seqbench.bench.sweep import make_trial
+    train, test = cls_csv(tmp_path / "train.csv"), cls_csv(tmp_path / "t.csv", seed=2)
+    opts = {"path": str(train), "test_path": str(test)}
+    before = make_trial("custom", "gru", 0, params="2k", task_opts=opts)
+    assert make_trial("custom", "gru", 0, params="2k", task_opts=opts)["key"] == before["key"]
+    cls_csv(test, seed=3)
+    after = make_trial("custom", "gru", 0, params="2k", task_opts=opts)
+    assert after["key"] != before["key"] and after["task_opts"]["test_path"] == str(test.resolve())

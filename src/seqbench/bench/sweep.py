@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from seqbench.data.fingerprint import data_identity, file_digest  # noqa: F401 (re-exported)
 from seqbench.errors import SeqbenchError
 from seqbench.utils import check_seed, parse_count
 
@@ -26,34 +27,6 @@ BUDGETS = ("quick", "standard", "full")
 def trial_key(trial: dict) -> str:
     canon = json.dumps({k: trial.get(k) for k in TRIAL_FIELDS}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (hex); memoized on (path, size, mtime) so a sweep hashes a file once."""
-    st = os.stat(path)
-    return _digest(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def data_identity(task_opts: dict) -> tuple[dict, dict | None]:
-    """A trial on the user's file (``path=`` option) is keyed on the file's content, not its name:
-    the path is made absolute (trial processes may run elsewhere) and {file, sha256} is recorded,
-    so new data under the same name is a new trial, and two files never share a report row."""
-    path = task_opts.get("path")
-    if not isinstance(path, str) or not path:
-        return task_opts, None
-    p = Path(os.path.expanduser(path)).resolve()
-    if not p.is_file():
-        raise SeqbenchError(f"{path}: no such file; give the path of a .csv, .parquet or .npz file")
-    return {**task_opts, "path": str(p)}, {"file": p.name, "sha256": file_digest(p)}
 
 
 def make_trial(task: str, model: str, seed: int, *, params: int | str | None = None, task_opts: dict | None = None,

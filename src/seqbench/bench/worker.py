@@ -70,7 +70,7 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
     import shutil
 
     import seqbench
-    from seqbench.bench.sweep import file_digest
+    from seqbench.data.fingerprint import changed_files
     from seqbench.errors import SeqbenchError
     from seqbench.train import TrainConfig
     from seqbench.utils import seed_everything
@@ -80,8 +80,9 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
     for spec in trial.get("imports", ()):  # the user's --import modules: their tasks and models
         load_plugin(spec)
     data = trial.get("data")
-    if data and file_digest(trial["task_opts"]["path"]) != data["sha256"]:
-        raise SeqbenchError(f"{trial['task_opts']['path']} changed since the sweep started (sha256 differs); "
+    changed = changed_files(trial["task_opts"], data) if data else []
+    if changed:
+        raise SeqbenchError(f"{changed[0]} changed since the sweep started (sha256 differs); "
                             "rerun the sweep to train on the new data")
     seed_everything(trial["seed"])
     task = seqbench.create_task(trial["task"], **trial["task_opts"])

@@ -213,7 +213,10 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """What config.json records: the model, task and training settings that define a run."""
-    return {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg), "fitted": task.fitted()}
+    from seqbench.data.fingerprint import data_identity
+    out = {"model": model.config, "task": task.config(), "train": dataclasses.asdict(cfg), "fitted": task.fitted()}
+    _, data = data_identity(task.config())
+    return {**out, "data": data} if data else out
 
 
 def check_resumable(out: Path, run_config: dict) -> None:
@@ -232,6 +235,9 @@ def check_resumable(out: Path, run_config: dict) -> None:
             k = diff[0]
             raise SeqbenchError(f"--resume: the run in {out} has {part} {k}={a.get(k)!r}, this command "
                                 f"{k}={b.get(k)!r}; resume with the same settings or start a new --out")
+    if saved.get("data") != want.get("data") or saved.get("fitted") != want.get("fitted"):
+        raise SeqbenchError(f"--resume: the data changed since the run in {out} started (its content, so what "
+                            "the task fitted on it, differs); start a new --out to train on the new data")
 
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
