@@ -110,3 +110,82 @@ def test_a_sweep_keys_every_data_file_by_content(tmp_path):
     cls_csv(test, seed=3)
     after = make_trial("custom", "gru", 0, params="2k", task_opts=opts)
     assert after["key"] != before["key"] and after["task_opts"]["test_path"] == str(test.resolve())
+
+
+# -- a test file is read by column name ------------------------------------------------------------
+def _reorder(src: Path, dst: Path, order) -> Path:
+    import pandas as pd
+    pd.read_csv(src)[list(order)].to_csv(dst, index=False)
+    return dst
+
+
+def test_a_test_file_is_matched_to_the_training_file_by_column_name(tmp_path):
+    import seqbench
+    train = cls_csv(tmp_path / "train.csv", n=20)
+    test = cls_csv(tmp_path / "test.csv", n=10, seed=5)
+    same = seqbench.create_task("custom", path=str(train), test_path=str(test))
+    swapped = seqbench.create_task("custom", path=str(train), test_path=str(
+        _reorder(test, tmp_path / "swapped.csv", ["series", "step", "g", "label", "f"])))
+    np.testing.assert_array_equal(swapped.data["test"][0], same.data["test"][0])
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(test.read_text().replace(",g,", ",h,", 1))
+    with pytest.raises(seqbench.SeqbenchError, match="has no feature column 'g'"):
+        seqbench.create_task("custom", path=str(train), test_path=str(renamed))
+    extra = tmp_path / "extra.csv"
+    import pandas as pd
+    pd.read_csv(test).assign(h=1.0).to_csv(extra, index=False)
+    with pytest.raises(seqbench.SeqbenchError, match="has a column 'h' that train.csv lacks"):
+        seqbench.create_task("custom", path=str(train), test_path=str(extra))
+
+
+def test_classes_only_in_test_are_warned_about(tmp_path):
+    import seqbench
+    train = cls_csv(tmp_path / "train.csv", n=20)
+    test = tmp_path / "test.csv"
+    test.write_text(cls_csv(tmp_path / "t.csv", n=6).read_text().replace(",1\n", ",7\n"))
+    with pytest.warns(UserWarning, match=r"class\(es\) '7' occur in valid/test but never in training"):
+        seqbench.create_task("custom", path=str(train), test_path=str(test))
+
+
+# -- predict ---------------------------------------------------------------------------------------
+def _var_npz(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 9, size=30)
+    x = rng.normal(size=(30, 8, 2))
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0
+    np.savez(path, x=x, y=(x[:, 0, 0] > 0).astype(int), lengths=lengths)
+    return path
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_sequence_gets_the_same_prediction_alone_or_batched(tmp_path, causal):
+    import seqbench
+    from seqbench.predict import predict
+    data = _var_npz(tmp_path / "d.npz")
+    z = np.load(data)
+    np.savez(tmp_path / "fixed.npz", x=z["x"], y=z["y"])  # non-causal models train on equal lengths
+    task = seqbench.create_task("custom", path=str(tmp_path / "fixed.npz"))
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    m = seqbench.create_model("tcn", 2, 2, hidden=8, levels=2, causal=causal)
+    seqbench.train(m, task, seqbench.TrainConfig(epochs=1), out_dir=tmp_path / "run", progress=False)
+    np.savez(tmp_path / "new.npz", x=z["x"], lengths=z["lengths"])  # new data: no labels, no ids
+    batched = predict(tmp_path / "run", tmp_path / "new.npz")
+    assert list(batched["id"]) == list(range(30))  # ids default to the rows, 0..N-1
+    short = int(np.argmin(z["lengths"]))
+    np.savez(tmp_path / "one.npz", x=z["x"][short:short + 1, :z["lengths"][short]])
+    alone = predict(tmp_path / "run", tmp_path / "one.npz")
+    np.testing.assert_allclose(alone.filter(like="p_").to_numpy()[0],
+                               batched.filter(like="p_").to_numpy()[short], rtol=1e-5, atol=1e-6)
+
+
+def test_npz_predictions_load_without_pickle(tmp_path):
+    import seqbench
+    from seqbench.cli import main
+    data = cls_csv(tmp_path / "cls.csv", n=20)
+    seqbench.train(seqbench.create_model("gru", 2, 2, hidden=4), seqbench.create_task("custom", path=str(data)),
+                   seqbench.TrainConfig(epochs=1), out_dir=tmp_path / "run", progress=False)
+    assert main(["predict", str(tmp_path / "run"), "--input", str(data), "--out", str(tmp_path / "p.npz")]) == 0
+    z = np.load(tmp_path / "p.npz", allow_pickle=False)
+    assert z["prediction"].dtype.kind == "U" and set(z["prediction"]) <= {"0", "1"} and len(z["id"]) == 20

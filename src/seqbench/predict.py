@@ -52,28 +52,31 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
     xs = normalize([np.asarray(x, dtype=np.float64) for x in data["x"]], fitted.get("normalize") or {})
     if xs[0].shape[1] != model.d_in:
         raise SeqbenchError(f"{path} has {xs[0].shape[1]} feature columns, the model takes {model.d_in}")
-    rows = []
-    for start in range(0, len(xs), batch_size):
-        chunk = xs[start:start + batch_size]
-        lengths = np.array([len(x) for x in chunk])
-        xb = np.zeros((len(chunk), lengths.max(), model.d_in), dtype=np.float32)
-        for i, x in enumerate(chunk):
-            xb[i, :len(x)] = x
-        out = model(torch.from_numpy(xb))  # causal: padding after a sequence never reaches its outputs
-        ids = data["ids"][start:start + batch_size]
-        if kind == "per_step":
-            for i, n in enumerate(lengths):
-                rows += [{"id": ids[i], "step": t, "prediction": float(out[i, t, 0])} for t in range(n)]
-            continue
-        last = out[torch.arange(len(chunk)), torch.from_numpy(lengths - 1)]
-        if kind == "regression":
-            rows += [{"id": ids[i], "prediction": float(last[i, 0])} for i in range(len(chunk))]
-        else:
+    ids = data.get("ids") or list(range(len(xs)))  # an NPZ has no ids: its rows, 0..N-1
+    rows: list[list[dict]] = [[] for _ in xs]
+    # batches of equal length: no padding reaches a non-causal model's outputs, and none is computed
+    order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
+    groups = [[i for i in order if len(xs[i]) == n] for n in sorted({len(x) for x in xs})]
+    for group in groups:
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            xb = torch.from_numpy(np.stack([xs[i] for i in chunk]).astype(np.float32))
+            out = model(xb)
+            if kind == "per_step":
+                for j, i in enumerate(chunk):
+                    rows[i] = [{"id": ids[i], "step": t, "prediction": float(out[j, t, 0])} for t in range(len(xs[i]))]
+                continue
+            last = out[:, -1]
+            if kind == "regression":
+                for j, i in enumerate(chunk):
+                    rows[i] = [{"id": ids[i], "prediction": float(last[j, 0])}]
+                continue
             classes = fitted.get("classes") or [str(c) for c in range(model.d_out)]
             probs = torch.softmax(last.float(), dim=-1).numpy()
-            for i in range(len(chunk)):
-                rows.append({"id": ids[i], "prediction": classes[int(probs[i].argmax())],
-                             **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}})
+            for j, i in enumerate(chunk):
+                rows[i] = [{"id": ids[i], "prediction": classes[int(probs[j].argmax())],
+                            **{f"p_{c}": float(probs[j, k]) for k, c in enumerate(classes)}}]
+    rows = [r for per in rows for r in per]
     return pd.DataFrame(rows)
 
 
@@ -106,8 +109,20 @@ def write_predictions(df, out: str | os.PathLike) -> Path:
     elif suffix == ".npz":
         def write(tmp):
             with open(tmp, "wb") as f:
-                np.savez(f, **{c: df[c].to_numpy() for c in df.columns})
+                np.savez(f, **{c: _plain_array(df[c]) for c in df.columns})
         atomic_write(out, write)
     else:
         raise SeqbenchError(f"--out {out}: write predictions to a .csv, .parquet or .npz file")
     return out
+
+
+def _plain_array(col) -> np.ndarray:
+    """A column as numbers, or as fixed-width strings: never an object array (np.load would need
+    allow_pickle to read it)."""
+    a = col.to_numpy()
+    if a.dtype != object:
+        return a
+    try:
+        return a.astype(np.float64) if all(isinstance(v, (int, float)) for v in a) else a.astype(str)
+    except (TypeError, ValueError):
+        return a.astype(str)

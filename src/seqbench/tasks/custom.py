@@ -106,7 +106,7 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         raise _fail(path, "is empty (0 bytes)")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, need_target)
     if suffix == ".txt":
         try:
             return {"text": path.read_text(encoding="utf-8")}
@@ -186,10 +186,10 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
             ys.append(yv[rows])
     return {"x": xs, "y": np.array(ys) if has_label else ys, "per_step": not has_label,
             "split": np.array(seq_splits) if splits is not None else None,
-            "ids": seq_ids, "features": list(feats)}
+            "ids": seq_ids, "features": list(feats), "columns": [c for c in df.columns if c not in reserved]}
 
 
-def _load_npz(path: Path) -> dict:
+def _load_npz(path: Path, need_target: bool = True) -> dict:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise _fail(path, "is not an NPZ archive (numpy.savez writes a zip file); save it with numpy.savez")
@@ -209,6 +209,8 @@ def _load_npz(path: Path) -> dict:
         if t.ndim != 1 or not _integral(t) or (t < 0).any():
             raise _fail(path, f"'tokens' must be 1-D non-negative integer ids, got shape {t.shape}")
         return {"tokens": t.astype(np.int64)}
+    if not need_target and "x" in arrays and "y" not in arrays:  # new data to predict: inputs only
+        arrays["y"] = np.zeros(len(arrays["x"]) if arrays["x"].ndim else 0)
     for key in ("x", "y"):
         if key not in arrays:
             raise _fail(path, f"has no array {key!r} (arrays: {', '.join(arrays) or 'none'}); an NPZ needs x (N, L[, d]) "
@@ -339,9 +341,13 @@ def custom_task(path: str = "", kind: str = "auto", id: str | None = None, step:
     if test_path is not None:  # a second file holds the test sequences
         tp = Path(os.path.expanduser(str(test_path)))
         test = load_file(tp, id_col=opt["id"], time_col=opt["step"], label_col=opt["label"],
-                         target_col=opt["target"], value_col=value, features=feature_list)
+                         target_col=opt["target"], value_col=value, features=data["features"])
         if "x" not in test or test["per_step"] != data["per_step"]:
             raise _fail(tp, f"must hold the same kind of sequences as {p.name} (kind={kind})")
+        extra = [c for c in test["columns"] if c not in data["features"]] if not feature_list else []
+        if extra:  # features are matched by name: a column the training file lacks is a mismatch
+            raise _fail(tp, f"has a column {extra[0]!r} that {p.name} lacks (features: {', '.join(data['features'])}); "
+                            "the test file needs the training file's feature columns, matched by name")
         data = _join_test(data, test)
     cls = CustomClassification if kind == "classification" else CustomRegression
     return cls(data, p, kind, seed, fractions, opt["normalize"], opts)
@@ -509,6 +515,12 @@ class CustomClassification(ClassificationTask):
                                             how=normalize)
         self._finish_classes()
         self.num_classes = self.d_out = max(self.num_classes, len(self.classes))
+        unseen = sorted(set().union(*(np.unique(self.data[s][1]) for s in ("valid", "test"))) -
+                        set(np.unique(self.data["train"][1])))
+        if unseen:
+            import warnings
+            warnings.warn(f"{path.name}: class(es) {', '.join(repr(self.classes[int(c)]) for c in unseen[:5])} occur in "
+                          "valid/test but never in training; the model cannot learn to predict them")
         self.chance_level = 1.0 / self.num_classes
 
     def config(self) -> dict:
