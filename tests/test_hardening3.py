@@ -189,3 +189,52 @@ def test_npz_predictions_load_without_pickle(tmp_path):
     assert main(["predict", str(tmp_path / "run"), "--input", str(data), "--out", str(tmp_path / "p.npz")]) == 0
     z = np.load(tmp_path / "p.npz", allow_pickle=False)
     assert z["prediction"].dtype.kind == "U" and set(z["prediction"]) <= {"0", "1"} and len(z["id"]) == 20
+
+
+# -- deployment: exports that stay honest -----------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_a_transformer_stream_past_max_len_says_so(tmp_path, fmt):
+    import seqbench
+    import torch
+    from seqbench.export import export_run
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="the export extra is not installed (make installs it)")
+    task = seqbench.create_task("adding", seq_len=10, n_train=32, n_valid=8, n_test=8)
+    torch.manual_seed(0)
+    seqbench.train(seqbench.create_model("transformer", 2, 1, params="3k"), task, seqbench.TrainConfig(epochs=1),
+                   out_dir=tmp_path / "run", progress=False)
+    desc = export_run(tmp_path / "run", tmp_path / f"s.{fmt}", streaming=True, max_len=20)
+    assert desc["max_abs_diff"] < 1e-4 and "22 steps" in desc["checked"]  # the check ran past the limit
+    if fmt == "onnx":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+        run = lambda x, st: sess.run(None, {"x": x, **dict(zip([i.name for i in sess.get_inputs()][1:], st))})
+    else:
+        prog = torch.export.load(str(tmp_path / "s.pt2")).module()
+        run = lambda x, st: [t.numpy() for t in prog(torch.from_numpy(x), *map(torch.from_numpy, st))]
+    state = [np.zeros([1 if d == "batch" else d for d in s["shape"]], dtype=s["dtype"]) for s in desc["inputs"][1:]]
+    finite = []
+    for t in range(25):
+        y, *state = run(np.full((1, 2), 0.5, dtype=np.float32), state)
+        finite.append(bool(np.isfinite(y).all()))
+    assert finite == [True] * 20 + [False] * 5
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--streaming", "--max-len", "100000000"], r"streaming state at --max-len 100,000,000 needs about [\d,.]+ GiB"),
+    (["--length", "100000000"], r"tracing at --length 100,000,000 needs about [\d,.]+ GiB"),
+    (["--max-len", "-1"], r"max_len must be a positive integer"),
+    (["--max-len", "0"], r"max_len must be a positive integer"),
+])
+def test_export_sizes_that_cannot_fit_are_refused_first(tmp_path, capsys, argv, match):
+    import re
+
+    import seqbench
+    from seqbench.cli import main
+    task = seqbench.create_task("adding", seq_len=10, n_train=32, n_valid=8, n_test=8)
+    seqbench.train(seqbench.create_model("transformer", 2, 1, params="3k"), task, seqbench.TrainConfig(epochs=1),
+                   out_dir=tmp_path / "run", progress=False)
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(match, err[0]), err
+    assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".*"))

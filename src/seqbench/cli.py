@@ -124,12 +124,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     cfg = _train_config(args, task)
     cfg.validate()
-    if args.out is not None:  # fail before any work if the directory is taken
-        from seqbench.train.trainer import prepare_out_dir
-        prepare_out_dir(args.out, args.overwrite, args.resume)
     seed_everything(args.seed)
     model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
                                     **parse_options(args.model_opt, "--model-opt"))
+    from seqbench.memory import check_training_memory
+    check_training_memory(model, task, cfg.batch_size)
+    if args.out is not None:  # fail before any work if the directory is taken
+        from seqbench.train.trainer import prepare_out_dir
+        prepare_out_dir(args.out, args.overwrite, args.resume)
     if args.resume:  # before any output: a different run is an error, not a resume
         from seqbench.train.trainer import check_resumable, run_config
         check_resumable(Path(args.out), run_config(model, task, cfg))
@@ -236,6 +238,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from seqbench.recommender import candidate_space, measure_costs, write_costs
     set_threads(args.threads)
     load_imports(args)
+    if Path(args.out).is_dir() or not Path(args.out).absolute().parent.is_dir():
+        raise SeqbenchError(f"--out {args.out}: give a file to write in an existing directory, e.g. costs.json")
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     limits = _limits(args)
     limits.check()

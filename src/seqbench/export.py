@@ -148,7 +148,8 @@ class _LRUStep(_Step):
 
 class _TransformerStep(_Step):
     """State: per layer a key and a value cache (B, heads, max_len, head_dim), and ``position``, the
-    number of steps taken (int64, shape (1,)); a stream holds at most ``max_len`` steps."""
+    number of steps taken (int64, shape (1,)); a stream holds at most ``max_len`` steps: from step
+    ``max_len + 1`` on, the output is NaN (start a new stream, or export with a larger ``max_len``)."""
 
     def __init__(self, m, max_len: int):
         super().__init__()
@@ -180,7 +181,10 @@ class _TransformerStep(_Step):
             att = torch.softmax(scores.masked_fill(hidden_future, float("-inf")), dim=-1) @ values
             h = h + block.proj(att.reshape(B, -1))
             h = h + block.mlp(block.ln2(h))
-        return (m.head(m.ln_f(h)), position + 1, *new)
+        y = m.head(m.ln_f(h))
+        # past max_len steps the cache is full and attention would be wrong: the output says so (NaN)
+        y = torch.where(position < self.max_len, y, torch.full_like(y, float("nan")))
+        return (y, position + 1, *new)
 
 
 class _TrellisStep(_Step):
@@ -391,9 +395,19 @@ def export_model(model: nn.Module, out: str | Path, fmt: str = "onnx", *, stream
     out = Path(out)
     if not out.parent.is_dir():
         raise SeqbenchError(f"cannot write {out}: directory {out.parent} does not exist")
-    if not isinstance(length, int) or length < 2:
-        raise SeqbenchError(f"length must be an integer >= 2, got {length!r}")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise SeqbenchError(f"--length must be an integer >= 2, got {length!r}")
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
+        raise SeqbenchError(f"--max-len: max_len must be a positive integer, got {max_len!r}")
+    from seqbench.memory import check_bytes, training_bytes
     module = StreamingStep(model, max_len) if streaming else FullSequence(model)
+    if streaming:  # the example state, the reference's and the checked one's: before any is allocated
+        need = 3 * sum(math.prod(sp.shape) * sp.dtype.itemsize for sp in module.state_spec(2))
+        check_bytes(need, f"the streaming state at --max-len {max_len:,}", "give a smaller --max-len")
+    else:
+        tokens = getattr(model, "inner", None) is not None
+        check_bytes(training_bytes(model, model.d_in, 2, length, tokens), f"tracing at --length {length:,}",
+                    "give a smaller --length (batch and length stay dynamic in the exported graph)")
     fixed_length = not streaming and isinstance(getattr(model, "inner", model), LRU)
     if streaming:
         args = (module.example_input(2), *module.init_state(2))
@@ -512,12 +526,22 @@ def verify(model: nn.Module, out: str | Path, *, steps: int = 32, batch: int = 2
         step = StreamingStep(ref, desc.get("max_len", 1024))
         st_ref = step.init_state(batch)
         st_out = step.init_state(batch)
-        for _ in range(min(steps, desc.get("max_len", steps))):
+        bounded = any(s.name == "position" for s in step.state_spec(1))  # a stream of at most max_len steps
+        n = desc.get("max_len", steps) + 2 if bounded else steps  # past the limit too: NaN, as documented
+        for _ in range(n):
             x = draw(batch) if token else draw(batch, model.d_in)
             y, *st_ref = step(x, *st_ref)
             y2, *st_out = run(x, *st_out)
-            err = max(err, float((y2 - y).abs().max()), *(float((a - b).abs().max()) for a, b in zip(st_out, st_ref)))
+            err = max(err, _diff(y2, y), *(_diff(a, b) for a, b in zip(st_out, st_ref)))
     return err
+
+
+def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference; NaN where both are NaN counts as equal, NaN on one side as inf."""
+    both = torch.isnan(a) & torch.isnan(b)
+    if (torch.isnan(a) ^ torch.isnan(b)).any():
+        return float("inf")
+    return float((a - b).abs().masked_fill(both, 0).max()) if a.numel() else 0.0
 
 
 def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, *, streaming: bool = False,
@@ -536,6 +560,10 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, *, 
                             "(or an .onnx / .pt2 file name)")
     if suffix in FORMATS and suffix != fmt:
         raise SeqbenchError(f"--format {fmt} does not match the file name {out.name!r}; name it *.{fmt}")
+    if out.is_dir():
+        raise SeqbenchError(f"--out {out} is a directory; give a file name, e.g. {out / ('model.' + fmt)}")
+    if not out.parent.is_dir():
+        raise SeqbenchError(f"cannot write {out}: directory {out.parent} does not exist")
     run = Path(run_dir)
     model = load_model(run)
     cfg = json.loads((run / "config.json").read_text())
@@ -545,7 +573,9 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, *, 
     meta = {"model": cfg.get("model"), "task": cfg.get("task"), "preprocessing": cfg.get("fitted") or {}}
     desc = export_model(model, out, fmt, streaming=streaming, max_len=max_len, length=length, meta=meta)
     if check and not (fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None):
-        desc["max_abs_diff"] = verify(model, out, steps=min(64, max_len))
-        desc["checked"] = "random inputs, batch 2, " + (f"{min(64, max_len)} steps" if streaming else "one sequence")
+        desc["max_abs_diff"] = verify(model, out, steps=64)
+        desc["checked"] = "random inputs, batch 2, " + (
+            (f"{max_len + 2} steps (past max_len: NaN)" if "max_len" in desc and any(
+                s["name"] == "position" for s in desc["inputs"]) else "64 steps") if streaming else "one sequence")
         atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(json.dumps(desc, indent=1)))
     return desc

@@ -72,6 +72,9 @@ class Limits:
                                 f"got {self.max_params!r}")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise SeqbenchError(f"batch must be a positive integer, got {self.batch!r}")
+        if self.max_params is not None:  # the top of the size grid is trained: it must fit
+            from seqbench.models.budget import check_fits_in_memory
+            check_fits_in_memory(self.max_params, f"--max-params {self.max_params:,} (the largest candidate)")
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
                      disable=None if progress is None else not progress):
         torch.manual_seed(0)
         model = _build(task, cand).eval()
+        _check_memory(task, cand, model, batch)
         state = model.init_state(batch)
         with torch.inference_mode():
             seq = _inputs(task, batch, L)
@@ -243,6 +247,17 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
             times.append((time.perf_counter() - t0) / steps * 1e3)
     return {c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5], mem_mb=b[6],
                      train_step_ms=b[7]) for c, b in built.items()}
+
+
+def _check_memory(task, cand: Candidate, model, batch: int) -> None:
+    """Refuse, before it is allocated, a candidate whose training step or streaming state at
+    ``batch`` (and one full sequence of that batch, streamed as one chunk) cannot fit in memory."""
+    from seqbench.memory import check_bytes, check_training_memory
+    check_training_memory(model, task, int(task.recommended.get("batch_size", 32)))
+    one = _state_bytes(model.init_state(1))
+    per_seq = task.seq_len * (1 if task.input_kind == "tokens" else task.d_in) * 4 * 2
+    check_bytes((one + per_seq) * batch, f"{cand.id} at --batch {batch:,} (its streaming state and a sequence per "
+                f"stream)", "give a smaller --batch")
 
 
 def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | None = None,

@@ -257,6 +257,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
     if model.d_in != task.d_in or model.d_out != task.d_out:
         raise SeqbenchError(f"model maps d_in={model.d_in} -> d_out={model.d_out} but task "
                             f"{task.name!r} needs {task.d_in} -> {task.d_out}")
+    from seqbench.memory import check_training_memory
+    check_training_memory(model, task, cfg.batch_size)  # before any work or output
     config = run_config(model, task, cfg)
     if out_dir is None:
         return _fit(model, task, cfg, None, None, progress, evaluate_test)
