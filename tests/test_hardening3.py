@@ -238,3 +238,121 @@ def test_export_sizes_that_cannot_fit_are_refused_first(tmp_path, capsys, argv, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(match, err[0]), err
     assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".*"))
+
+
+# -- one line and exit 2, before any work ------------------------------------------------------------
+@pytest.fixture
+def bad(tmp_path):
+    import pandas as pd
+    import seqbench
+    cls_csv(tmp_path / "cls.csv")
+    np.savez(tmp_path / "ids.npz", tokens=np.array([0, 1, 2**40, 3] * 50))
+    pd.DataFrame({"series": [0, 0, 1, 1, 2, 2], "f": [1.0, 2, 3, 4, 5, 6],
+                  "label": [[1], [1], [0], [0], [1], [1]]}).to_parquet(tmp_path / "listlabel.parquet")
+    task = seqbench.create_task("adding", seq_len=10, n_train=32, n_valid=8, n_test=8)
+    seqbench.train(seqbench.create_model("gru", 2, 1, hidden=4), task, seqbench.TrainConfig(epochs=1),
+                   out_dir=tmp_path / "run", progress=False)
+    seqbench.train(seqbench.create_model("gru", 2, 2, hidden=4), seqbench.create_task("custom", path=str(
+        tmp_path / "cls.csv"), normalize="feature"), seqbench.TrainConfig(epochs=1), out_dir=tmp_path / "crun",
+        progress=False)
+    (tmp_path / "costs.json").write_text('{"seqbench_costs": 1, "machine": "m", "batch": 1, "entries": []}')
+    (tmp_path / "adir").mkdir()
+    return tmp_path
+
+
+def _tamper(run: Path, edit) -> Path:
+    cfg = json.loads((run / "config.json").read_text())
+    edit(cfg)
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run
+
+
+TRAIN = ["train", "--model", "tcn", "--epochs", "1", "--no-progress"]
+REC = ["recommend", "--task", "adding", "--task-opt", "seq_len=8", "--models", "gru", "--db", "{d}/r.db",
+       "--no-progress"]
+HOSTILE = [
+    (TRAIN + ["--task", "adding", "--task-opt", "seq_len=100000000"], r"needs about [\d,.]+ GiB of memory"),
+    (TRAIN + ["--task", "copy_memory", "--task-opt", "T=1000000000"], r"needs about [\d,.]+ GiB of memory"),
+    (REC + ["--batch", "1000000000"], r"at --batch 1,000,000,000 .*needs about [\d,.]+ GiB"),
+    (REC + ["--max-params", "5g"], r"needs about [\d,.]+ GiB to train"),
+    (TRAIN + ["--task", "custom", "--task-opt", "path={d}/ids.npz"], r"token ids run up to 1,099,511,627,776"),
+    (TRAIN + ["--task", "adding", "--model-opt", "levels=1000000"], r"levels of 'tcn' is 1,000,000; seqbench builds"),
+    (TRAIN + ["--task", "adding", "--import", "nosuchpkg.sub"], r"--import nosuchpkg.sub: no module of that name"),
+    (TRAIN + ["--task", "custom", "--task-opt", "path={d}/cls.csv", "--task-opt", "split=nan,0.5,0.5"],
+     r"three fractions"),
+    (TRAIN + ["--task", "adding", "--task-opt", "seed=" + "(" * 100_000], r"a value of 100,000 characters"),
+    (TRAIN + ["--task", "custom", "--task-opt", "path={d}/listlabel.parquet"], r"column 'label' holds lists"),
+    (REC + ["--costs", "{d}/costs.json"], r"is not a seqbench costs file"),
+    (REC + ["--out", "{d}/cls.csv"], r"--out .*cls.csv is a file"),
+    (["compress", "{d}/crun", "--distill-into", "gru:2k", "--temperature", "inf", "--out", "{d}/c"],
+     r"--temperature must be a finite number"),
+    (["report", "{d}/r.db", "--out", ""], r"--out is empty|does not exist"),
+    (["bench", "--db", "{d}/r.db", "--tasks", "adding", "--models", "gru", "--address", "1.2.3.4:6379"],
+     r"--address joins a Ray cluster"),
+    (["profile", "--task", "adding", "--models", "gru", "--out", "{d}/adir"], r"give a file to write"),
+    (["export", "{d}/run", "--out", "{d}/adir", "--format", "onnx"], r"is a directory; give a file name"),
+]
+
+
+@pytest.mark.parametrize("argv,match", HOSTILE, ids=[f"{i}" for i in range(len(HOSTILE))])
+def test_hostile_input_is_one_line_exit_2_before_any_work(bad, capsys, argv, match):
+    import re
+
+    from seqbench.cli import main
+    before = sorted(str(p) for p in bad.rglob("*"))
+    code = main([a.replace("{d}", str(bad)) for a in argv])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("seqbench: error: ")]
+    assert code == 2 and len(lines) == 1 and re.search(match, lines[0]), err[-600:]
+    assert "Traceback" not in err
+    assert sorted(str(p) for p in bad.rglob("*")) == before  # nothing written
+
+
+TAMPERED = [
+    ("crun", lambda c: c.update(compress=[1]), "best.pt", r"'compress' must be a mapping"),
+    ("crun", lambda c: c["model"].update(layers=1_000_000), "best.pt", r"seqbench builds at most"),
+    ("crun", lambda c: c["fitted"].update(classes=["a"]), "predict", r"classes must be 2 names"),
+    ("crun", lambda c: c["fitted"]["normalize"].update(mean=[0.0]), "predict", r"2 means and positive stds"),
+    ("crun", lambda c: c["fitted"].update(normalize={"how": "magic"}), "predict", r"unknown normalization"),
+]
+
+
+@pytest.mark.parametrize("run,edit,what,match", TAMPERED, ids=[str(i) for i in range(len(TAMPERED))])
+def test_a_tampered_run_directory_is_one_line_exit_2(bad, capsys, run, edit, what, match):
+    import re
+
+    from seqbench.cli import main
+    _tamper(bad / run, edit)
+    argv = ["predict", str(bad / run), "--input", str(bad / "cls.csv")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(match, err) and "Traceback" not in err, err[-600:]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
+def test_a_damaged_checkpoint_is_one_line_exit_2(bad, capsys, content):
+    from seqbench.cli import main
+    (bad / "crun" / "best.pt").write_bytes(content)
+    assert main(["predict", str(bad / "crun"), "--input", str(bad / "cls.csv")]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().err
+    (bad / "run" / "last.pt").write_bytes(content)
+    assert main(["train", "--task", "adding", "--task-opt", "seq_len=10", "--task-opt", "n_train=32", "--task-opt",
+                 "n_valid=8", "--task-opt", "n_test=8", "--model", "gru", "--model-opt", "hidden=4", "--epochs", "2",
+                 "--out", str(bad / "run"), "--resume", "--no-progress"]) == 2
+    assert "is damaged" in capsys.readouterr().err
+
+
+def test_a_forecast_runs_tampered_fitted_is_refused(tmp_path, capsys):
+    import seqbench
+    from seqbench.cli import main
+    (tmp_path / "s.csv").write_text("v\n" + "\n".join(f"{np.sin(i / 4):.4f}" for i in range(120)) + "\n")
+    task = seqbench.create_task("custom", path=str(tmp_path / "s.csv"), lookback=8)
+    seqbench.train(seqbench.create_model("gru", 1, 1, hidden=4), task, seqbench.TrainConfig(epochs=1),
+                   out_dir=tmp_path / "run", progress=False)
+    for edit, match in ((lambda c: c["fitted"].update(lookback=0), "lookback=0"),
+                        (lambda c: c["fitted"].update(transform="cube"), "unknown transform 'cube'")):
+        saved = (tmp_path / "run" / "config.json").read_text()
+        _tamper(tmp_path / "run", edit)
+        assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "s.csv")]) == 2
+        assert match in capsys.readouterr().err
+        (tmp_path / "run" / "config.json").write_text(saved)

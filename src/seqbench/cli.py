@@ -14,6 +14,9 @@ from seqbench.tables import fmt, format_table
 from seqbench.utils import check_seed
 
 
+MAX_OPTION_CHARS = 10_000
+
+
 def parse_options(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     """Parse repeated KEY=VALUE options; values are Python literals when they parse, else strings."""
     out: dict[str, Any] = {}
@@ -21,9 +24,12 @@ def parse_options(items: Sequence[str] | None, what: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise SeqbenchError(f"{what} option {item!r} must look like KEY=VALUE (e.g. levels=8)")
+        if len(raw) > MAX_OPTION_CHARS:
+            raise SeqbenchError(f"{what} option {key} has a value of {len(raw):,} characters; at most "
+                                f"{MAX_OPTION_CHARS:,} (put long lists in a file)")
         try:
             out[key.replace("-", "_")] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             out[key.replace("-", "_")] = raw
     return out
 
@@ -173,6 +179,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from seqbench.bench.runner import get_executor
     from seqbench.bench.sweep import trial_key
     get_executor(args.executor)
+    if args.address and args.executor != "ray":
+        raise SeqbenchError(f"--address joins a Ray cluster; give --executor ray with it (the {args.executor} "
+                            "executor runs here)")
     imports = load_imports(args)
     models, tasks = _csv(args.models), _csv(args.tasks)
     try:
@@ -280,7 +289,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for kind in ("inputs", "outputs"):
         print(f"  {kind}: " + ", ".join(f"{s['name']} {tuple(s['shape'])} {s['dtype']}" for s in desc[kind]))
     if "fixed_length" in desc:
-        print(f"  the length is fixed at {desc['fixed_length']} steps (this model's scan unrolls over its chunks)")
+        print(f"  the length is fixed at {desc['fixed_length']} steps ({desc.get('fixed_reason', 'see README')})")
     if "max_abs_diff" in desc:
         print(f"  checked against PyTorch ({desc['checked']}): max |difference| {desc['max_abs_diff']:.1e}")
     return 0

@@ -408,7 +408,7 @@ def export_model(model: nn.Module, out: str | Path, fmt: str = "onnx", *, stream
         tokens = getattr(model, "inner", None) is not None
         check_bytes(training_bytes(model, model.d_in, 2, length, tokens), f"tracing at --length {length:,}",
                     "give a smaller --length (batch and length stay dynamic in the exported graph)")
-    fixed_length = not streaming and isinstance(getattr(model, "inner", model), LRU)
+    fixed_length = lru = not streaming and isinstance(getattr(model, "inner", model), LRU)
     if streaming:
         args = (module.example_input(2), *module.init_state(2))
     elif module.token:
@@ -428,6 +428,9 @@ def export_model(model: nn.Module, out: str | Path, fmt: str = "onnx", *, stream
             quiet.setLevel(level)
     desc = {"format": fmt, "exporter": exporter, "streaming": streaming, **_io_spec(module, streaming, length, fixed_length),
             **({"max_len": max_len} if streaming else {}), **({"fixed_length": length} if fixed_length else {}),
+            **({"fixed_reason": "this model's chunked scan is unrolled at the traced length" if lru else
+                "torch.export fixes the length of torch's fused LSTM/GRU/RNN kernels; the ONNX export keeps "
+                "it dynamic"} if fixed_length else {}),
             **(meta or {})}
     atomic_write(out.with_name(out.name + ".json"), lambda tmp: Path(tmp).write_text(json.dumps(desc, indent=1)))
     return desc

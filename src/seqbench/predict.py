@@ -40,6 +40,7 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
                             f"(custom classification, regression, per_step or forecast); {run} is "
                             f"{task_cfg.get('name')}{' (' + kind + ')' if kind else ''}")
     model = seqbench.load_model(run).eval()
+    _check_fitted(fitted, kind, model, run)
     path = Path(os.path.expanduser(str(input)))
     opt = lambda k, d: task_cfg.get(k) or d  # noqa: E731
     data = load_file(path, id_col=opt("id", "series"), time_col=opt("step", "step"), label_col=opt("label", "label"),
@@ -126,3 +127,38 @@ def _plain_array(col) -> np.ndarray:
         return a.astype(np.float64) if all(isinstance(v, (int, float)) for v in a) else a.astype(str)
     except (TypeError, ValueError):
         return a.astype(str)
+
+
+def _check_fitted(fitted, kind: str, model, run: Path) -> None:
+    """The run's fitted preprocessing is what new data goes through: a damaged one is an error, not
+    silently wrong predictions."""
+    from seqbench.tasks.custom import NORMALIZE, TRANSFORMS
+
+    def bad(what: str) -> SeqbenchError:
+        return SeqbenchError(f"{run / 'config.json'}: 'fitted' {what}; the run directory is damaged, train it again")
+
+    def numbers(v, n=None) -> bool:
+        ok = isinstance(v, list) and all(isinstance(a, (int, float)) and not isinstance(a, bool) and np.isfinite(a)
+                                         for a in v)
+        return ok and (n is None or len(v) == n)
+    if not isinstance(fitted, dict):
+        raise bad("is not a mapping")
+    if kind == "forecast":
+        scale = fitted.get("scale")
+        if not (isinstance(fitted.get("lookback"), int) and fitted["lookback"] >= 1):
+            raise bad(f"has lookback={fitted.get('lookback')!r}; it must be a positive integer")
+        if fitted.get("transform", "none") not in TRANSFORMS:
+            raise bad(f"has an unknown transform {fitted.get('transform')!r} (one of {', '.join(TRANSFORMS)})")
+        if not (isinstance(scale, dict) and numbers([scale.get("mean"), scale.get("std")]) and scale["std"] > 0):
+            raise bad("has no usable scale (mean and a positive std)")
+        return
+    norm = fitted.get("normalize") or {}
+    if not isinstance(norm, dict) or norm.get("how", "none") not in NORMALIZE:
+        raise bad(f"has an unknown normalization {norm!r}")
+    if norm.get("how") == "feature" and not (numbers(norm.get("mean"), model.d_in) and
+                                              numbers(norm.get("std"), model.d_in) and min(norm["std"]) > 0):
+        raise bad(f"normalization needs {model.d_in} means and positive stds, one per feature")
+    if kind == "classification" and fitted.get("classes") is not None:
+        classes = fitted["classes"]
+        if not (isinstance(classes, list) and len(classes) == model.d_out and all(isinstance(c, str) for c in classes)):
+            raise bad(f"classes must be {model.d_out} names, one per model output")

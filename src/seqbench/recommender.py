@@ -267,7 +267,7 @@ def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | 
     from seqbench.bench.store import Store
     machine = _machine()
     cached: dict[Candidate, Costs] = {}
-    if db is not None:
+    if db is not None and Path(db).exists():  # a new store is created only once there is something to keep
         with Store(db) as store:
             for cand in candidates:
                 row = store.cost(machine, _cost_key(task, cand, batch))
@@ -292,7 +292,9 @@ def read_costs(path: str | Path, task, candidates: list[Candidate], batch: int) 
     try:
         data = json.loads(Path(path).read_text())
         entries, machine = data["entries"], data["machine"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+            raise TypeError("'entries' must map cost keys to measurements")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise SeqbenchError(f"{path} is not a seqbench costs file ({type(e).__name__}: {e}); write one with "
                             "`seqbench profile --out costs.json`") from None
     if data.get("batch") != batch:
@@ -303,7 +305,14 @@ def read_costs(path: str | Path, task, candidates: list[Candidate], batch: int) 
         if e is None:
             raise SeqbenchError(f"{path} has no costs for {c.id} on this task; run `seqbench profile` on the target "
                                 "with the same --task, --models, --max-params and --batch")
-        out[c] = Costs(**{k: e[k] for k in ("params", "shape", "step_ms", "seq_ms", "mem_mb", "train_step_ms")})
+        try:
+            out[c] = Costs(**{k: e[k] for k in ("params", "shape", "step_ms", "seq_ms", "mem_mb", "train_step_ms")})
+        except KeyError as k:
+            raise SeqbenchError(f"{path}: the entry for {c.id} has no {k}; measure it again with seqbench profile") from None
+        if not all(isinstance(getattr(out[c], f), (int, float)) and math.isfinite(getattr(out[c], f)) and
+                   getattr(out[c], f) >= 0 for f in ("params", "step_ms", "seq_ms", "mem_mb", "train_step_ms")):
+            raise SeqbenchError(f"{path}: the entry for {c.id} holds a non-numeric or negative cost; measure it "
+                                "again with seqbench profile")
     return out, machine
 
 

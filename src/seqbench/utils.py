@@ -165,7 +165,10 @@ def load_plugin(spec: str) -> str:
             del sys.modules[name]
             raise SeqbenchError(f"--import {spec} failed: {type(e).__name__}: {e}") from None
         return str(path)
-    found = importlib.util.find_spec(spec) if spec.isidentifier() or "." in spec else None
+    try:
+        found = importlib.util.find_spec(spec) if spec.isidentifier() or "." in spec else None
+    except (ImportError, ValueError):  # a dotted name whose parent package does not exist
+        found = None
     if found is None:
         local = Path.cwd() / f"{spec.replace('.', os.sep)}.py"
         if local.is_file():

@@ -232,6 +232,8 @@ def write_report(db: str | Path, out_dir: str | Path) -> dict[str, Path]:
         failed = store.rows("failed")
     if not rows:
         raise SeqbenchError(f"{db} has no finished trials yet ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'empty'})")
+    if not str(out_dir).strip():
+        raise SeqbenchError("--out is empty; give a directory for the report, e.g. --out report/")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SeqbenchError(f"--out {out} is a file; give a directory for the report")

@@ -41,10 +41,18 @@ class ModelEntry:
                 raise SeqbenchError(f"model option {key} of {self.name!r} is a probability in [0, 1), got {value!r}")
             if hint is int and key in POSITIVE and value < 1:
                 raise SeqbenchError(f"model option {key} of {self.name!r} must be >= 1, got {value!r}")
+            if hint is int and key in DEPTH and value > MAX_DEPTH:
+                raise SeqbenchError(f"model option {key} of {self.name!r} is {value:,}; seqbench builds at most "
+                                    f"{MAX_DEPTH:,} (a deeper stack is not trainable, and would take minutes to build)")
 
 
 # integer options that count something (a width, a depth, a kernel): at least 1
 POSITIVE = {"hidden", "levels", "layers", "heads", "kernel_size", "state_dim", "mlp_ratio", "chunk", "embed_dim"}
+
+
+# options that stack modules: each level is a Python object, so a tampered depth would hang the build
+DEPTH = {"levels", "layers"}
+MAX_DEPTH = 1000
 
 
 def register_model(name: str, *, width_arg: str = "hidden"):

@@ -149,6 +149,8 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
         df = df.sort_values([id_col, time_col], kind="stable")
     values = _numeric(df, feats, path)
     ycol = label_col if has_label else target_col
+    if has_label is not None and df[ycol].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
+        raise _fail(path, f"column {ycol!r} holds lists or other non-scalar values; one label or target per row")
     pd = require("pandas")
     if has_label is None:
         yv = np.zeros(len(df))
@@ -273,7 +275,7 @@ def parse_split(split, path) -> tuple[float, float, float] | None:
         parts = tuple(float(v) for v in (str(split).split(",") if isinstance(split, str) else split))
     except (TypeError, ValueError):
         parts = ()
-    if len(parts) != 3 or min(parts) < 0 or parts[0] <= 0 or abs(sum(parts) - 1) > 1e-6:
+    if len(parts) != 3 or not all(np.isfinite(parts)) or min(parts) < 0 or parts[0] <= 0 or abs(sum(parts) - 1) > 1e-6:
         raise _fail(path, f"split={split!r} must be three fractions train,valid,test summing to 1, e.g. 0.7,0.15,0.15")
     return parts  # type: ignore[return-value]
 
@@ -600,6 +602,10 @@ class CustomText(TokenStream):
             arrays = {k: np.array([index.get(t, index["<unk>"]) for t in v], dtype=np.int64) for k, v in parts.items()}
         else:
             ids = data["tokens"]
+            distinct = np.unique(ids).size
+            if ids.max() >= max(10 * distinct, 1 << 16):  # the vocabulary is 0..max id: one embedding row each
+                raise _fail(path, f"token ids run up to {int(ids.max()):,} for {distinct:,} distinct tokens; the "
+                                  "vocabulary is 0..max id, so renumber the ids 0..V-1 first")
             a, b = int(len(ids) * fr[0]), int(len(ids) * (fr[0] + fr[1]))
             arrays = {"train": ids[:a], "valid": ids[a:b], "test": ids[b:]}
             vocab = [str(i) for i in range(int(ids.max()) + 1)]

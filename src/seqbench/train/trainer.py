@@ -265,7 +265,15 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
     out = prepare_out_dir(out_dir, overwrite, resume)
     if resume:
         check_resumable(out, config)
-        state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, tampered or not a checkpoint
+            raise SeqbenchError(f"--resume: cannot load {out / 'last.pt'} ({_first_line(e)}); it is damaged: "
+                                "start the run again with --overwrite") from None
+        keys = {"model", "optimizer", "history", "best_valid", "best_epoch", "train_time", "seen", "epoch", "rng"}
+        if not isinstance(state, dict) or not keys <= set(state) and "optimizer" in state:
+            raise SeqbenchError(f"--resume: {out / 'last.pt'} is not a complete training state; start the run "
+                                "again with --overwrite")
         if "optimizer" not in state:
             raise SeqbenchError(f"--resume: {out / 'last.pt'} holds weights only (written by an older seqbench); "
                                 "start the run again")
@@ -424,6 +432,11 @@ def _make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, metric):
     return None
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
 def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
     """Rebuild a trained model from a run directory (config.json + best.pt or last.pt).
 
@@ -450,8 +463,9 @@ def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
         raise SeqbenchError(f"{cfg_path}: {e}") from None
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupted or not a state_dict
-        raise SeqbenchError(f"cannot load checkpoint {ckpt}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # corrupted, truncated, empty or not a state_dict
+        raise SeqbenchError(f"cannot load checkpoint {ckpt}: {_first_line(e)}; it is damaged: train the run "
+                            "again") from None
     if isinstance(state, dict) and "optimizer" in state and "model" in state:  # last.pt: the training state
         state = state["model"]
     try:
@@ -462,6 +476,9 @@ def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
                             f"({first[1].strip() if len(first) > 1 else first[0] if first else type(e).__name__})"
                             ) from None
     recipe = json.loads(cfg_path.read_text()).get("compress") or {}
+    if not isinstance(recipe, dict) or recipe.get("quantize") not in (None, "int8"):
+        raise SeqbenchError(f"{cfg_path}: 'compress' must be a mapping like {{\"quantize\": \"int8\"}}, got "
+                            f"{str(recipe)[:60]}")
     if recipe.get("quantize") == "int8":  # `seqbench compress --quantize int8`: derived from the float weights
         from seqbench.compress import quantize_int8
         model = quantize_int8(model)
