@@ -356,3 +356,25 @@ def test_a_forecast_runs_tampered_fitted_is_refused(tmp_path, capsys):
         assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "s.csv")]) == 2
         assert match in capsys.readouterr().err
         (tmp_path / "run" / "config.json").write_text(saved)
+
+
+# -- recommend: the baseline comparison uses the noise rule of ties --------------------------------
+def _ranked(valid, step_ms=0.1, epochs=3, candidate="tcn @2K"):
+    from seqbench.recommender import Ranked
+    return Ranked(candidate=candidate, model="tcn", shape="", params=2000, step_ms=step_ms, mem_mb=1, lr=1e-3,
+                  dropout=0, valid=valid, valid_std=None, seeds=1, epochs=epochs, train_time=1, run_dir="")
+
+
+@pytest.mark.parametrize("best,trivial,noise,wins", [
+    (0.1729, 0.1730, 0.005, False),   # the stock-price case: a 'win' far inside the noise
+    (0.1600, 0.1730, 0.005, True),    # clear of the noise
+    (0.1729, 0.1730, None, True),     # no noise estimate: strictly better wins
+    (0.1740, 0.1730, 0.005, False),   # worse
+])
+def test_beating_the_baseline_uses_the_noise_rule_of_ties(best, trivial, noise, wins):
+    from seqbench.recommender import choose
+    other = _ranked(best + 0.001, step_ms=0.01, candidate="gru @2K")
+    winner, close = choose([_ranked(best), other], trivial, False, noise)
+    assert (winner is not None) == wins
+    if wins and noise:  # the other is within the same noise: a tie, the cheaper step wins
+        assert close == [other] and winner is other

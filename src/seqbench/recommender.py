@@ -483,18 +483,17 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     # 4: the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step, test the winner
     hib = task.metric.higher_is_better
     trivial_valid, trivial_test = task.trivial_on("valid"), task.trivial_on("test")
-    winner, tie, test, note = None, False, {}, ""
-    if rows and task.metric.better(rows[0].valid, trivial_valid):
+    winner, tie, test, note, noise, what = None, False, {}, "", None, ""
+    if rows:  # one noise rule for "beats the baseline" and for ties between candidates
         best = rows[0]
         peers = [r for r in rows[1:] if r.epochs == best.epochs]
         if best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
             noise = max([best.valid_std] + [r.valid_std for r in peers[:3] if r.valid_std is not None])
             what = "seed-to-seed spread"
         else:
-            noise, what = _noise(task, best.valid, task.num_samples("valid")), "validation sampling noise"
-        close = [r for r in peers if noise and abs(r.valid - best.valid) <= noise]
-        sign = -1 if hib else 1  # within noise: the cheapest step; then fewer params, then the better score
-        winner = min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout))
+            noise, what = validation_noise(task, best), "validation sampling noise"
+    winner, close = choose(rows, trivial_valid, hib, noise)
+    if winner is not None:
         if close:
             tie = True
             others = len({r.candidate for r in [best, *close]} - {winner.candidate})
@@ -506,7 +505,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
                          trivial_test=trivial_test, test=test, explanation="", tie=tie, elapsed=elapsed,
                          budget=budget_s, machine=machine)
-    rec.explanation = explain(rec, note)
+    rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
     if out is not None:
         write_answer(rec, out)
     return rec
@@ -756,6 +755,41 @@ def _noise(task, value: float, n: int) -> float | None:
     return math.sqrt(p * (1 - p) / (n + 4))
 
 
+def choose(rows: list[Ranked], trivial: float, higher_is_better: bool, noise: float | None
+           ) -> tuple[Ranked | None, list[Ranked]]:
+    """The winner and the configurations tied with the best: the best must beat the trivial baseline
+    by more than ``noise``, and any other within ``noise`` of it (at the same epochs) ties, the
+    cheapest step among them winning. (None, []) when nothing clears the baseline."""
+    if not rows:
+        return None, []
+    best = rows[0]
+    margin = best.valid - trivial if higher_is_better else trivial - best.valid
+    if not margin > (noise or 0):
+        return None, []
+    close = [r for r in rows[1:] if r.epochs == best.epochs and noise and abs(r.valid - best.valid) <= noise]
+    sign = -1 if higher_is_better else 1  # within noise: the cheapest step; then fewer params, then the better score
+    return min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout)), close
+
+
+def validation_noise(task, best: Ranked, batch: int = 16) -> float | None:
+    """One standard error of the best configuration's validation metric: accuracy as a proportion,
+    any other metric from the spread of its value over batches of the validation split."""
+    n = task.num_samples("valid")
+    if task.metric.name == "accuracy":
+        return _noise(task, best.valid, n)
+    if n < 2 * batch:
+        batch = max(1, n // 4)
+    import seqbench
+    model = seqbench.load_model(best.run_dir, "best").eval()
+    values = []
+    with torch.inference_mode():
+        for x, y in task.batches("valid", batch):
+            sums = task.score(task.predict(model, x).float(), y)
+            values.append(task.finalize({k: s / max(c, 1) for k, (s, c) in sums.items()})[task.metric.name])
+    values = [v for v in values if math.isfinite(v)]
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+
+
 def _test_winner(task, winner: Ranked) -> dict[str, float]:
     import seqbench
     model = seqbench.load_model(winner.run_dir, "best")
@@ -766,12 +800,16 @@ def fmt_duration(s: float) -> str:
     return f"{s / 60:.0f}m" if s >= 120 else f"{s:.3g}s"
 
 
-def explain(rec: Recommendation, note: str = "") -> str:
+def explain(rec: Recommendation, note: str = "", noise: float | None = None, what: str = "",
+            baseline: str = "") -> str:
     m = rec.metric
     if rec.winner is None:
         best = rec.ranked[0] if rec.ranked else None
         tail = f"; the best, {best.candidate}, reached {fmt(best.valid)}" if best else ""
-        return (f"No candidate beat the trivial baseline on validation ({m} {fmt(rec.trivial_valid)}){tail}. "
+        within = f" by more than the {what} (+-{noise:.3g})" if noise else ""
+        named = f": {baseline}" if baseline else ""
+        return (f"No candidate beat the trivial baseline{named} on validation{within} ({m} "
+                f"{fmt(rec.trivial_valid)}){tail}. "
                 "Recommended: the trivial baseline. More data, a longer --time-budget or another transform "
                 "of the data may change that.")
     w = rec.winner
@@ -883,6 +921,12 @@ def pareto_plot(rec: Recommendation) -> bytes | None:
                    label="winner")
     ax.axhline(rec.trivial_valid, color="grey", linestyle="--", linewidth=1, label="trivial baseline")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullLocator
+    lo, hi = min(r.step_ms for r in rec.ranked), max(r.step_ms for r in rec.ranked)
+    ticks = np.geomspace(lo, hi, 5) if hi > lo * 1.01 else np.array([lo])  # five labels, never overlapping
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("streaming step latency (ms)")
     ax.set_ylabel(f"validation {rec.metric}")
     ax.legend(fontsize=7)
