@@ -124,8 +124,16 @@ def test_compress_cli_writes_run_directories_that_load_and_run(tmp_path, capsys,
 
 
 def test_compress_int8_run_reloads_quantized(tmp_path, capsys):
+    from seqbench.compress import compress_run
     run, task = train_run(tmp_path, "lstm", hidden=16)
-    assert main(["compress", str(run), "--quantize", "int8", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
+    rows = compress_run(run, tmp_path / "q", quantize="int8", progress=False)
+    assert rows[1]["params"] == rows[0]["params"] > 0  # the int8 model's own count reads 0: the original's
+    kept = "note" not in rows[1]  # written only where it measured faster than float here
+    assert (tmp_path / "q" / "int8").exists() == kept
+    assert kept == (rows[1]["step_ms"] < rows[0]["step_ms"])
+    if not kept:
+        assert "not written" in (tmp_path / "q" / "compression.md").read_text()
+        return
     q = seqbench.load_model(tmp_path / "q" / "int8")
     assert any("quantized" in type(mod).__module__ for mod in q.modules())
     acc = task.evaluate(q, "test")["accuracy"]

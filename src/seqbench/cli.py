@@ -130,13 +130,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = seqbench.create_task(args.task, **parse_options(args.task_opt, "--task-opt"))
     cfg = _train_config(args, task)
     cfg.validate()
+    from seqbench.train.trainer import prepare_out_dir
+    if args.out is not None:  # fail before any work if the directory is taken or cannot be made
+        prepare_out_dir(args.out, args.overwrite, args.resume, create=False)
     seed_everything(args.seed)
     model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
                                     **parse_options(args.model_opt, "--model-opt"))
     from seqbench.memory import check_training_memory
     check_training_memory(model, task, cfg.batch_size)
-    if args.out is not None:  # fail before any work if the directory is taken
-        from seqbench.train.trainer import prepare_out_dir
+    if args.out is not None:
         prepare_out_dir(args.out, args.overwrite, args.resume)
     if args.resume:  # before any output: a different run is an error, not a resume
         from seqbench.train.trainer import check_resumable, run_config
