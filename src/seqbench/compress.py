@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import SeqbenchError
+from seqbench.models.quantize import quantize_int8  # noqa: F401 (part of this module's API)
 
 QUANTIZE = ("int8",)
 
@@ -44,25 +45,6 @@ def load_run(run_dir: str | Path):
 
 
 # -- int8 -------------------------------------------------------------------------------------
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantization of an LSTM/GRU/RNN model's recurrent layers and linear maps (a copy)."""
-    from seqbench.models.rnn import _Recurrent
-    inner = getattr(model, "inner", model)
-    if not isinstance(inner, _Recurrent):
-        name = inner.config.get("name", type(inner).__name__)
-        raise SeqbenchError(f"--quantize int8 applies to lstm, gru and rnn runs; {name} is not quantized because "
-                            "int8 measured slower than its float step on this CPU (see BENCHMARKS.md, 'Compression'); "
-                            "try --prune (tcn) or --distill-into")
-    import copy
-    engine = "x86" if "x86" in torch.backends.quantized.supported_engines else torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    import warnings
-    with warnings.catch_warnings():  # torch deprecates its quantized tensor types in favour of torchao (GPU-first)
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.LSTM, nn.GRU, nn.RNN, nn.Linear},
-                                                      dtype=torch.qint8)
-
-
 def weights_bytes(model: nn.Module) -> int:
     """Size of the model's serialized weights (int8 modules as torch packs them)."""
     buf = io.BytesIO()

@@ -27,6 +27,7 @@ class SeqModel(nn.Module):
     causal: bool = True
     supports_step: bool = False       # streams with init_state / step when causal
     supports_non_causal: bool = True  # can be built with causal=False
+    int8: bool = False                # dynamic int8 quantization pays for its step (seqbench.models.quantize)
     registry_name: str | None = None  # set by @register_model
     aux_outputs: list[torch.Tensor] | tuple = ()  # outputs of intermediate levels from the last training
     #                                               forward, for an auxiliary loss (TrellisNet aux_freq)
@@ -57,6 +58,12 @@ class SeqModel(nn.Module):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         self.d_in, self.d_out, self.causal = d_in, d_out, bool(causal)
+
+    @classmethod
+    def searchable(cls, config: dict[str, Any]) -> set[str]:
+        """The training-time hyperparameters a search may vary for this model built with ``config``:
+        only those it uses (a search varying a value the model ignores would rank copies)."""
+        return {"dropout"} if "dropout" in inspect.signature(cls.__init__).parameters else set()
 
     @property
     def config(self) -> dict[str, Any]:

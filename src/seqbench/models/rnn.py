@@ -18,6 +18,7 @@ from seqbench.models.registry import register_model
 class _Recurrent(SeqModel):
     rnn_cls: type[nn.RNNBase]
     supports_step = True
+    int8 = True  # torch's int8 LSTM/GRU/RNN kernels: the step measured faster than float at most sizes
 
     def __init__(self, d_in: int, d_out: int, causal: bool = True, hidden: int = 128, layers: int = 1,
                  dropout: float = 0.0):
@@ -34,6 +35,10 @@ class _Recurrent(SeqModel):
                 for name, b in self.rnn.named_parameters():
                     if name.startswith("bias_"):
                         b[hidden:2 * hidden] = 1.0 if name.startswith("bias_ih") else 0.0
+
+    @classmethod
+    def searchable(cls, config: dict) -> set[str]:
+        return {"dropout"} if config.get("layers", 1) > 1 else set()  # torch applies it between layers only
 
     def describe(self) -> str:
         return f"{self.layers} layer{'s' * (self.layers > 1)} x {self.hidden}" + \

@@ -137,9 +137,12 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+                    create: bool = True) -> Path:
     """Check ``out_dir`` before any work: new or empty (used as is), a run to resume, or, with
-    ``overwrite``, an earlier run that will be replaced as a whole when the new one finishes."""
+    ``overwrite``, an earlier run that will be replaced as a whole when the new one finishes.
+    ``create=False`` only checks (a new directory's nearest existing parent must be a writable
+    directory)."""
     if not str(out_dir).strip():
         raise SeqbenchError("--out is empty; give a directory for the run, e.g. --out runs/tcn-adding")
     out = Path(out_dir)
@@ -160,8 +163,14 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume:
                                 "refusing to replace it, choose another --out")
         if Path.cwd().resolve().is_relative_to(out.resolve()):
             raise SeqbenchError(f"--overwrite: {out} holds the current directory; choose another --out")
-    else:
+    elif create:
         out.mkdir(parents=True, exist_ok=True)  # fails here, before any work, if it cannot be made
+    else:
+        parent = next(p for p in [out, *out.absolute().parents] if p.exists())
+        if not parent.is_dir():
+            raise SeqbenchError(f"--out {out}: cannot make a directory under {parent}, which is a file")
+        if not os.access(parent, os.W_OK):
+            raise SeqbenchError(f"--out {out}: {parent} is not writable; check the path and its permissions")
     return out
 
 
@@ -480,6 +489,6 @@ def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
         raise SeqbenchError(f"{cfg_path}: 'compress' must be a mapping like {{\"quantize\": \"int8\"}}, got "
                             f"{str(recipe)[:60]}")
     if recipe.get("quantize") == "int8":  # `seqbench compress --quantize int8`: derived from the float weights
-        from seqbench.compress import quantize_int8
+        from seqbench.models.quantize import quantize_int8
         model = quantize_int8(model)
     return model
