@@ -378,3 +378,39 @@ def test_beating_the_baseline_uses_the_noise_rule_of_ties(best, trivial, noise, 
     assert (winner is not None) == wins
     if wins and noise:  # the other is within the same noise: a tie, the cheaper step wins
         assert close == [other] and winner is other
+
+
+# -- messages that say what is true ----------------------------------------------------------------
+def test_a_fixed_length_export_gives_its_own_reason(tmp_path):
+    import seqbench
+    from seqbench.export import export_model
+    lstm = seqbench.create_model("lstm", 2, 1, hidden=4)
+    assert "LSTM/GRU/RNN" in export_model(lstm, tmp_path / "l.pt2", "pt2")["fixed_reason"]
+    lru = seqbench.create_model("lru", 2, 1, params="3k")
+    assert "chunked scan" in export_model(lru, tmp_path / "r.pt2", "pt2")["fixed_reason"]
+
+
+def test_the_digits_variant_claims_no_paper_figure(capsys):
+    import seqbench
+    from seqbench.cli import main
+    pytest.importorskip("sklearn", reason="the data extra is not installed (make installs it)")
+    assert seqbench.create_task("smnist:digits").paper.values == {}
+    assert main(["train", "--task", "smnist:digits", "--task-opt", "n_train=64", "--task-opt", "n_valid=16",
+                 "--task-opt", "n_test=16", "--model", "gru", "--params", "2k", "--epochs", "1", "--no-progress"]) == 0
+    assert "paper (gru): -" in capsys.readouterr().out
+
+
+def test_recommend_varies_only_what_a_candidate_uses(tmp_path):
+    """One-layer torch RNNs have no dropout: the search neither reports one nor ranks copies that
+    differ only in it; the TCN's dropout is searched."""
+    import seqbench
+    from seqbench.models.registry import get_model_entry
+    from seqbench.recommender import Limits
+    assert get_model_entry("gru").cls.searchable({"layers": 1}) == set()
+    assert get_model_entry("gru").cls.searchable({"layers": 2}) == {"dropout"}
+    assert get_model_entry("tcn").cls.searchable({}) == {"dropout"}
+    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=20, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, progress=False, task_opts={"seq_len": 8, "n_train": 64, "n_valid": 16,
+                                                                     "n_test": 16})
+    assert len(rec.ranked) >= 2 and all(r.dropout is None for r in rec.ranked)
+    assert len({(r.candidate, r.lr) for r in rec.ranked}) == len(rec.ranked)

@@ -50,6 +50,7 @@ SIZE_FACTOR = 3.0          # the size grid: MIN_PARAMS * 3^i up to the parameter
 REDUCTION = 3              # successive halving keeps the best third at each rung
 COSTS_VERSION = 3          # of how costs are measured, or of what they measure (3: the channels-last TCN trains ~1.5x
 #                            faster); bumped, cached costs are measured again
+STREAM_CHUNK = 1024        # steps per chunk when a whole sequence is streamed to measure its state
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
 
 
@@ -206,16 +207,23 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
 
     from seqbench.models.base import count_params
     L = task.seq_len  # the longest sequence of a variable-length task
-    built = {}
+    built, too_big = {}, {}
     for cand in tqdm(candidates, desc="profiling candidates", unit="model", leave=False,
                      disable=None if progress is None else not progress):
         torch.manual_seed(0)
         model = _build(task, cand).eval()
-        _check_memory(task, cand, model, batch)
+        try:
+            _check_memory(task, cand, model, batch)
+        except SeqbenchError as e:  # this candidate cannot run here: excluded, with the GiB it needs
+            too_big[cand] = Costs(params=count_params(model), shape=f"does not fit: {e}", step_ms=math.inf,
+                                  seq_ms=math.inf, mem_mb=math.inf, train_step_ms=math.inf)
+            continue
         state = model.init_state(batch)
         with torch.inference_mode():
             seq = _inputs(task, batch, L)
-            _, full_state = model.step(seq, model.init_state(batch))  # a whole sequence as one chunk
+            full_state = model.init_state(batch)
+            for t in range(0, L, STREAM_CHUNK):  # chunks: a step over a long chunk may need chunk^2 memory
+                _, full_state = model.step(seq[:, t:t + STREAM_CHUNK], full_state)
             x1 = _inputs(task, 1, L)
             seq_times = []
             for _ in range(3):
@@ -245,8 +253,8 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
             for _ in range(steps):
                 model.step(x_t, state)
             times.append((time.perf_counter() - t0) / steps * 1e3)
-    return {c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5], mem_mb=b[6],
-                     train_step_ms=b[7]) for c, b in built.items()}
+    return {**too_big, **{c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5],
+                                   mem_mb=b[6], train_step_ms=b[7]) for c, b in built.items()}}
 
 
 def _check_memory(task, cand: Candidate, model, batch: int) -> None:
@@ -277,7 +285,8 @@ def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | 
     fresh = measure_costs(task, todo, batch, progress=progress) if todo else {}
     if db is not None and fresh:
         with Store(db) as store:
-            store.put_costs(machine, [(_cost_key(task, c, batch), dataclasses.asdict(v)) for c, v in fresh.items()])
+            store.put_costs(machine, [(_cost_key(task, c, batch), dataclasses.asdict(v)) for c, v in fresh.items()
+                                      if math.isfinite(v.step_ms)])  # what does not fit now may fit later
     return {c: cached.get(c) or fresh[c] for c in candidates}
 
 
@@ -320,7 +329,9 @@ def exclusions(costs: dict[Candidate, Costs], limits: Limits) -> dict[Candidate,
     """Why each candidate over a limit is out, with the measured number."""
     out = {}
     for c, k in costs.items():
-        if limits.max_params is not None and k.params > limits.max_params:
+        if not math.isfinite(k.train_step_ms):
+            out[c] = k.shape.split("; ", 1)[0].replace("does not fit: ", "memory: ")
+        elif limits.max_params is not None and k.params > limits.max_params:
             out[c] = f"{k.params:,} params > {limits.max_params:,}"
         elif limits.max_step_ms is not None and k.step_ms > limits.max_step_ms:
             out[c] = f"step {k.step_ms:.3g} ms > {limits.max_step_ms:g} ms"
@@ -339,7 +350,7 @@ class Ranked:
     step_ms: float
     mem_mb: float
     lr: float
-    dropout: float
+    dropout: float | None         # None: the candidate has no dropout to vary
     valid: float                  # best validation metric (mean over seeds when several)
     valid_std: float | None
     seeds: int
@@ -436,6 +447,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         cost_of, machine = profile(task, candidates, limits.batch, db, progress), _machine()
     excluded = exclusions(cost_of, limits)
     allowed = [c for c in candidates if c not in excluded]
+    if not allowed and all(not math.isfinite(k.train_step_ms) for k in cost_of.values()):
+        raise SeqbenchError(next(iter(cost_of.values())).shape.removeprefix("does not fit: "))
     if not allowed:
         fastest = min(cost_of.items(), key=lambda kv: kv[1].step_ms)
         lightest = min(cost_of.items(), key=lambda kv: kv[1].mem_mb)
@@ -557,6 +570,10 @@ class _Search:
             self.driver.close()
         self.store.close()
 
+    def uses_dropout(self, c: Candidate) -> bool:
+        from seqbench.models.registry import get_model_entry
+        return "dropout" in get_model_entry(c.model).cls.searchable(c.opts)
+
     def estimate(self, c: Candidate, epochs: int) -> float:
         """Seconds for ``epochs`` more epochs of ``c`` on one thread (profile costs, calibrated on runs)."""
         k = self.cost_of[c]
@@ -567,7 +584,7 @@ class _Search:
         from seqbench.bench.sweep import make_trial
         c = self.by_id[params["candidate"]]
         opts = dict(c.opts)
-        if c.model not in ("gru", "lstm", "rnn"):  # one-layer torch RNNs have no dropout to set
+        if self.uses_dropout(c):
             opts["dropout"] = round(params["dropout"], 3)
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=self.task_opts, model_opts=opts,
                        train={"lr": round(params["lr"], 6), "epochs": epochs,
@@ -668,6 +685,8 @@ class _Search:
                     asks += 1
                     trial = self.study.ask(self.dists)
                     params = {k: trial.params[k] for k in self.dists}
+                    if not self.uses_dropout(self.by_id[params["candidate"]]):
+                        params["dropout"] = 0.0  # not a knob of this candidate: one trial, not copies
                     tid = _tid(params)
                     if tid in live or self.estimate(self.by_id[params["candidate"]], rungs[0]) > left:
                         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a duplicate, or too long now
@@ -697,7 +716,7 @@ class _Search:
             while (todo or running) and time.monotonic() < deadline:
                 while todo and self.driver.has_slot():
                     r, s = todo.pop(0)
-                    params = {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout}
+                    params = {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout or 0.0}
                     t = self.trial(params, r.epochs, s)
                     self.store.add([t])
                     if self.store.status(t["key"]) == "done" or self.driver.submit(t):
@@ -727,7 +746,8 @@ class _Search:
                 if row is not None and row["status"] == "done":
                     vals.append(row["best_valid"])
             rows.append(Ranked(candidate=c.id, model=c.model, shape=k.shape, params=k.params, step_ms=k.step_ms,
-                               mem_mb=k.mem_mb, lr=rec["params"]["lr"], dropout=rec["params"]["dropout"],
+                               mem_mb=k.mem_mb, lr=rec["params"]["lr"],
+                               dropout=rec["params"]["dropout"] if self.uses_dropout(c) else None,
                                valid=statistics.fmean(vals), valid_std=statistics.stdev(vals) if len(vals) > 1 else None,
                                seeds=len(vals), epochs=epochs, train_time=_train_time(run), run_dir=str(run)))
         hib = self.metric.higher_is_better
@@ -768,7 +788,7 @@ def choose(rows: list[Ranked], trivial: float, higher_is_better: bool, noise: fl
         return None, []
     close = [r for r in rows[1:] if r.epochs == best.epochs and noise and abs(r.valid - best.valid) <= noise]
     sign = -1 if higher_is_better else 1  # within noise: the cheapest step; then fewer params, then the better score
-    return min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout)), close
+    return min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout or 0.0)), close
 
 
 def validation_noise(task, best: Ranked, batch: int = 16) -> float | None:
@@ -886,7 +906,7 @@ def ranked_table(rec: Recommendation) -> tuple[list[str], list[list[str]]]:
     for i, r in enumerate(shown, 1):
         valid = fmt(r.valid) + (f" ± {fmt(r.valid_std)} (n={r.seeds})" if r.valid_std is not None else "")
         row = [str(i), r.candidate, r.shape, f"{r.params:,}", valid, f"{r.step_ms:.3g}", f"{r.mem_mb:.3g}",
-               f"{r.lr:.2g}", f"{r.dropout:.2f}", str(r.epochs), f"{r.train_time:.1f}s"]
+               f"{r.lr:.2g}", "-" if r.dropout is None else f"{r.dropout:.2f}", str(r.epochs), f"{r.train_time:.1f}s"]
         rows.append([f"**{c}**" for c in row] if r is rec.winner else row)
     rows.append(["-", "trivial baseline", "-", "0", fmt(rec.trivial_valid), "-", "-", "-", "-", "-", "-"])
     return header, rows
