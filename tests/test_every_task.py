@@ -121,3 +121,16 @@ def test_train_runs_on_fixed_and_variable_length_ucr_sets(task_name):
     model = _small_model("tcn", task)
     r = seqbench.train(model, task, TrainConfig(epochs=1, batch_size=16, steps_per_epoch=2), progress=False)
     assert 0 <= r.test["accuracy"] <= 1 and r.best_epoch == 1
+
+
+@pytest.mark.parametrize("task_name,kind", _task_cases(), ids=lambda v: v or "")
+def test_every_task_config_rebuilds_the_same_task(tasks, task_name, kind):
+    """``create_task(**task.config())`` rebuilds the task: same options, sizes and data (compress,
+    recommend and --resume rebuild tasks this way; smnist once dropped n_train and rebuilt 50K)."""
+    task = tasks(task_name, kind)
+    cfg = task.config()
+    again = seqbench.create_task(**cfg)
+    assert again.config() == cfg and again.sizes == task.sizes
+    x1, _ = next(task.batches("train", 4))
+    x2, _ = next(again.batches("train", 4))
+    torch.testing.assert_close(x1, x2)

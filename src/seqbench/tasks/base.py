@@ -1,6 +1,8 @@
 """The task contract: data (seeded, per batch), loss, metric, trivial baseline, paper numbers."""
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -61,12 +63,29 @@ class Task:
     # "sigmoid" logits (independent units, multi-label), or "mse" (values)
     soft_targets: str = "mse"
 
+    _recorded: dict[str, Any] = {}  # the options create_task built it with
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's ``config()`` is completed with the options ``create_task`` built the task
+        with, so ``create_task(**task.config())`` rebuilds the same task even where the subclass
+        lists only some of them (its own values win: they are the resolved ones)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("config")
+        if own is None or getattr(own, "_completes", False):
+            return
+
+        @functools.wraps(own)
+        def config(self) -> dict[str, Any]:
+            return {**self._recorded, **own(self)}
+        config._completes = True
+        cls.config = config
+
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
 
     def config(self) -> dict[str, Any]:
         """Arguments that rebuild this task with ``create_task``."""
-        return {"name": self.name}
+        return {**self._recorded, "name": self.name}
 
     def fitted(self) -> dict[str, Any]:
         """What the task fitted on its training data (class names, normalization, vocabulary...),

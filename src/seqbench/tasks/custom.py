@@ -168,24 +168,32 @@ def load_file(path: Path, *, id_col: str, time_col: str, label_col: str, target_
             raise _fail(path, f"column {split_col!r} has {bad[0]!r}; its values must be train, valid or test")
     ids = df[id_col].to_numpy()
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # sequences in order of first appearance
-    xs, ys, seq_splits, seq_ids = [], [], [], []
-    for g in order:
-        rows = np.flatnonzero(inverse == g)
-        xs.append(values[rows])
-        seq_ids.append(_plain(ids[rows[0]]))
-        if splits is not None:
-            if len(set(splits[rows])) > 1:
-                raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {split_col!r} value; a "
-                                  "sequence belongs to one split")
-            seq_splits.append(splits[rows[0]])
-        if has_label:
-            if np.unique(yv[rows]).size > 1:
-                raise _fail(path, f"sequence {_plain(ids[rows[0]])!r} has more than one {label_col!r} value; a label "
-                                  f"is one per sequence (use a {target_col!r} column for per-step targets)")
-            ys.append(yv[rows[0]])
-        else:
-            ys.append(yv[rows])
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))  # sequences in order of first appearance
+    key = rank[inverse.reshape(-1)]
+    perm = np.argsort(key, kind="stable")  # rows grouped by sequence, in file order within each: O(rows log rows)
+    starts = np.r_[0, np.flatnonzero(np.diff(key[perm])) + 1]
+    head = np.repeat(starts, np.diff(np.r_[starts, len(perm)]))  # each row's sequence's first row
+    seq_ids = [_plain(v) for v in ids[perm[starts]]]
+
+    def mixed(col: np.ndarray) -> str | None:
+        """The first sequence whose rows disagree on ``col``, if any."""
+        c = col[perm]
+        bad = np.flatnonzero(c != c[head])
+        return None if not len(bad) else seq_ids[int(np.searchsorted(starts, bad[0], side="right")) - 1]
+    seq_splits = []
+    if splits is not None:
+        if (s := mixed(splits)) is not None:
+            raise _fail(path, f"sequence {s!r} has more than one {split_col!r} value; a sequence belongs to one split")
+        seq_splits = list(splits[perm[starts]])
+    xs = np.split(values[perm], starts[1:])
+    if has_label:
+        if (s := mixed(yv)) is not None:
+            raise _fail(path, f"sequence {s!r} has more than one {label_col!r} value; a label is one per sequence "
+                              f"(use a {target_col!r} column for per-step targets)")
+        ys = list(yv[perm[starts]])
+    else:
+        ys = np.split(yv[perm], starts[1:])
     return {"x": xs, "y": np.array(ys) if has_label else ys, "per_step": not has_label,
             "split": np.array(seq_splits) if splits is not None else None,
             "ids": seq_ids, "features": list(feats), "columns": [c for c in df.columns if c not in reserved]}

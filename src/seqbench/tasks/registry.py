@@ -87,7 +87,10 @@ def create_task(name: str, **cfg) -> Task:
     if ":" in name:
         cfg["variant"] = name.split(":", 1)[1]
     entry.check_options(cfg)
-    return entry.factory(**cfg)
+    task = entry.factory(**cfg)
+    # the options that built it, so config() rebuilds it (a task's own config() adds what it resolved)
+    task._recorded = {k: v for k, v in cfg.items() if k != "variant"}
+    return task
 
 
 def _ensure_loaded() -> None:
