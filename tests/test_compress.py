@@ -8,7 +8,7 @@ import torch
 
 import seqbench
 from seqbench.cli import main
-from seqbench.compress import DistillTask, Soft, prune_tcn, quantize_int8
+from seqbench.compress import DistillTask, Soft, prune_model, quantize_int8
 from seqbench.models.tcn import TCN
 
 
@@ -34,7 +34,7 @@ def tcn_with_dead_channels(dead):
 def test_pruning_removes_the_dead_channels_and_keeps_the_function():
     dead = [1, 4, 6, 7]
     m = tcn_with_dead_channels(dead)
-    small = prune_tcn(m, 0.5)
+    small = prune_model(m, 0.5)
     assert type(small) is TCN and small.hidden == 4
     assert seqbench.count_params(small) < seqbench.count_params(m) / 2
     x = torch.randn(2, 30, 3)
@@ -46,10 +46,10 @@ def test_pruning_removes_the_dead_channels_and_keeps_the_function():
 
 
 def test_pruning_refuses_what_it_cannot_do():
-    with pytest.raises(seqbench.SeqbenchError, match="removes TCN channels"):
-        prune_tcn(seqbench.create_model("gru", 3, 4, hidden=8), 0.5)
+    with pytest.raises(seqbench.SeqbenchError, match="removes channels of models that support it"):
+        prune_model(seqbench.create_model("gru", 3, 4, hidden=8), 0.5)
     with pytest.raises(seqbench.SeqbenchError, match=r"in \(0, 1\)"):
-        prune_tcn(TCN(3, 4, hidden=8, levels=2), 1.0)
+        prune_model(TCN(3, 4, hidden=8, levels=2), 1.0)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])

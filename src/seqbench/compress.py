@@ -1,13 +1,14 @@
 """Smaller and faster variants of a trained run, each a run directory evaluated on the test split.
 
 * ``int8``: dynamic quantization (int8 weights, activations quantized on the fly) of the recurrent
-  layers and linear maps of the LSTM/GRU/RNN. The run directory keeps the float weights and the
+  layers and linear maps, for models that declare it pays (``SeqModel.int8``). The run directory keeps the float weights and the
   recipe (``config.json`` ``compress``); ``load_model`` re-derives the int8 weights, which depend
   on the float weights only (torch's packed int8 parameters cannot be read with
   ``torch.load(weights_only=True)``, and nothing here unpickles). Convolutions are not quantized:
   measured slower than float on this CPU in every path tried (BENCHMARKS.md, "Compression").
-* ``prune``: structured pruning of a TCN: the least important residual channels are removed from
-  every block, giving a plain, narrower TCN, which is then fine-tuned.
+* ``prune``: structured pruning, for models that implement ``pruned(amount)`` (the TCN: the least
+  important residual channels are removed from every block), giving a plain, narrower model,
+  which is then fine-tuned.
 * ``distill``: a smaller student of any zoo architecture trained on the labels plus the teacher's
   softened outputs (temperature T, weight alpha on the teacher's term).
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import shutil
 import statistics
 import time
@@ -34,14 +34,9 @@ QUANTIZE = ("int8",)
 
 def load_run(run_dir: str | Path):
     """(model, task, config dict) of a run directory; the task rebuilt from its config."""
-    import seqbench
-    from seqbench.train.trainer import load_model
-    run = Path(run_dir)
-    model = load_model(run).eval()
-    cfg = json.loads((run / "config.json").read_text())
-    task_cfg = dict(cfg["task"])
-    task = seqbench.create_task(task_cfg.pop("name"), **task_cfg)
-    return model, task, cfg
+    from seqbench.train.runs import RunDir
+    run = RunDir.open(run_dir)
+    return run.model().eval(), run.task(), run.config
 
 
 # -- int8 -------------------------------------------------------------------------------------
@@ -53,54 +48,15 @@ def weights_bytes(model: nn.Module) -> int:
 
 
 # -- structured pruning -----------------------------------------------------------------------
-def prune_tcn(model: nn.Module, amount: float) -> nn.Module:
-    """A narrower TCN without the ``amount`` fraction of residual channels that matter least.
-
-    The residual stream's channels are shared by every block (identity shortcuts), so one set is
-    kept throughout: a channel's importance is the L1 norm of every weight that reads or writes it
-    (both convs of each block, the 1x1 shortcut, the head). The result is a plain ``TCN`` of the
-    smaller width, computing what the kept channels computed (fine-tune it afterwards)."""
-    from seqbench.export import plain_copy
-    from seqbench.models.tcn import TCN
-    if not isinstance(model, TCN):
-        raise SeqbenchError(f"--prune removes TCN channels; this run is a {model.config.get('name')}. "
-                            "Use --distill-into to shrink other models")
-    if not isinstance(amount, (int, float)) or not 0 < amount < 1:
+def prune_model(model: nn.Module, amount: float) -> nn.Module:
+    """A narrower plain model without the ``amount`` fraction of channels that matter least, for
+    models that can be pruned (``model.pruned``); fine-tune it afterwards."""
+    if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not 0 < amount < 1:
         raise SeqbenchError(f"--prune takes the fraction of channels to remove, in (0, 1), got {amount!r}")
-    src = plain_copy(model)
-    H = src.hidden
-    keep_n = max(1, round(H * (1 - amount)))
-    score = torch.zeros(H)
-    for i, block in enumerate(src.blocks):
-        for conv in (block.conv1, block.conv2):
-            score += conv.weight.abs().sum(dim=(1, 2))  # writes channel c
-            if conv is block.conv2 or i > 0:
-                score += conv.weight.abs().sum(dim=(0, 2))  # reads channel c
-        if block.downsample is not None:
-            score += block.downsample.weight.abs().sum(dim=(1, 2))
-    score += src.head.weight.abs().sum(0)
-    keep = torch.sort(torch.topk(score, keep_n).indices).values
-    cfg = {k: v for k, v in model.config.items() if k != "name"}
-    small = TCN(**{**cfg, "hidden": keep_n})
-    with torch.no_grad():
-        for i, (a, b) in enumerate(zip(src.blocks, small.blocks)):
-            ins = slice(None) if i == 0 else keep
-            _set_conv(b.conv1, a.conv1.weight[keep][:, ins], a.conv1.bias[keep])
-            _set_conv(b.conv2, a.conv2.weight[keep][:, keep], a.conv2.bias[keep])
-            if a.downsample is not None:
-                b.downsample.weight.copy_(a.downsample.weight[keep][:, ins])
-                b.downsample.bias.copy_(a.downsample.bias[keep])
-        small.head.weight.copy_(src.head.weight[:, keep])
-        small.head.bias.copy_(src.head.bias)
-    return small
-
-
-def _set_conv(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Give a weight-normed conv the effective weight ``weight``: v = weight, g = ||v|| per output."""
-    pw = conv.parametrizations.weight
-    pw.original1.copy_(weight)
-    pw.original0.copy_(weight.flatten(1).norm(dim=1).view_as(pw.original0))
-    conv.bias.copy_(bias)
+    if not hasattr(model, "pruned"):
+        raise SeqbenchError(f"--prune removes channels of models that support it (seqbench models: see README); "
+                            f"this run is a {model.config.get('name')}. Use --distill-into to shrink other models")
+    return model.pruned(amount)
 
 
 # -- distillation -------------------------------------------------------------------------------
@@ -242,7 +198,7 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
         raise SeqbenchError(f"--out {out} is the run itself; give a new directory")
     teacher, task, cfg = load_run(run)
     if prune is not None:
-        prune_tcn(teacher, prune)  # its errors before any work
+        prune_model(teacher, prune)  # its errors before any work
     if quantize is not None:
         quantize_int8(teacher)
     dest = OutDir(out).check()
@@ -256,13 +212,13 @@ def compress_run(run_dir: str | Path, out: str | Path, *, quantize: str | None =
         variants.append(("int8 (dynamic)", teacher.config["name"], seqbench.load_model(work), ("int8", work),
                          n_params, {}))
     if prune is not None:
-        small = prune_tcn(teacher, prune)
+        small = prune_model(teacher, prune)
         before = task.evaluate(small, "test")[task.metric.name]
         ft = dataclasses.replace(train_cfg, epochs=epochs or max(1, train_cfg.epochs // 4), lr=train_cfg.lr / 2)
         work = dest.staging("pruned")
         seqbench.train(small, task, ft, out_dir=work, progress=progress)
         variants.append((f"pruned {prune:.0%} + fine-tuned ({ft.epochs} epoch{'s' * (ft.epochs != 1)})",
-                         f"tcn, hidden {small.hidden}", seqbench.load_model(work), ("pruned", work), None,
+                         f"{small.config['name']}, {small.describe()}", seqbench.load_model(work), ("pruned", work), None,
                          {"before_finetune": before, "finetune_epochs": ft.epochs}))
     if student is not None:
         name, params = student

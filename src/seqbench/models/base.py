@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -21,12 +21,32 @@ from seqbench.errors import SeqbenchError
 ENGINES = ("auto", "numpy", "torch")
 
 
+class StateSpec(NamedTuple):
+    """One piece of a streaming state, as an exported step takes and returns it."""
+    name: str
+    shape: tuple[int, ...]   # at the batch size asked for
+    dtype: torch.dtype
+    doc: str
+    batch_axis: int | None = 0  # where the batch is (None: shared by the whole batch, e.g. a position)
+
+
+class ExportStep(nn.Module):
+    """A model's step as a pure function for export: ``forward(x, *state) -> (y, *next_state)``,
+    with no Python-side state, NumPy, complex numbers or data-dependent control flow, so that
+    torch.export traces it. ``specs(batch)`` names, shapes and types every piece of the state; a new
+    stream starts from zeros. Built by ``SeqModel.export_step`` on a ``plain_copy`` of the model."""
+
+    def specs(self, batch: int) -> list[StateSpec]:
+        raise NotImplementedError
+
+
 class SeqModel(nn.Module):
     """Base class: input checks, capability flags and the streaming interface."""
 
     causal: bool = True
     supports_step: bool = False       # streams with init_state / step when causal
     supports_non_causal: bool = True  # can be built with causal=False
+    takes_tokens: bool = False        # input is token ids (B, L) int64, not features (TokenModel)
     int8: bool = False                # dynamic int8 quantization pays for its step (seqbench.models.quantize)
     registry_name: str | None = None  # set by @register_model
     aux_outputs: list[torch.Tensor] | tuple = ()  # outputs of intermediate levels from the last training
@@ -164,6 +184,46 @@ class SeqModel(nn.Module):
 
     def _param_like(self) -> torch.Tensor:
         return next(self.parameters())
+
+    # -- deployment hooks (seqbench export, compress and recommend read these; they name no model) --
+    def export_step(self, max_len: int) -> ExportStep:
+        """This (plain, eval-mode) model's step as an ``ExportStep``; ``max_len`` bounds a stream
+        where the state grows with it (a KV cache). Streaming models that can be exported override it."""
+        raise SeqbenchError(f"no exportable step for {type(self).__name__}; export the full-sequence model "
+                            "(without --streaming), or give the model an export_step (README, 'Add a model')")
+
+    def export_forward(self) -> nn.Module:
+        """The full-sequence forward to export (this model, unless its forward is not traceable,
+        e.g. complex arithmetic, which ONNX lacks)."""
+        return self
+
+    export_fixed_length: str | None = None  # why the exported full-sequence graph has a fixed length, if it does
+
+    @classmethod
+    def search_shapes(cls, seq_len: int) -> list[dict[str, Any]]:
+        """Architectures a search should try at each size for sequences of ``seq_len`` (options
+        besides the width): one, the defaults, unless a model knows better."""
+        return [{}]
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A copy in eval mode with every parametrization (weight norm) folded into plain weights.
+
+    Rebuilt from the model's config rather than deep-copied: a deep copy shares the parametrized
+    class torch generates per module, and folding the copy would break the original."""
+    from torch.nn.utils import parametrize
+
+    from seqbench.models.registry import model_from_config
+    p = next(model.parameters())
+    fresh = model_from_config(model.config).to(device=p.device, dtype=p.dtype)
+    fresh.load_state_dict(model.state_dict())
+    for m in fresh.modules():
+        if parametrize.is_parametrized(m):
+            for name in list(m.parametrizations):
+                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    for q in fresh.parameters():
+        q.requires_grad_(False)
+    return fresh.eval()
 
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:

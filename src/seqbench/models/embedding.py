@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import SeqbenchError
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel
 
 
 class TokenModel(SeqModel):
+    takes_tokens = True
+
     def __init__(self, inner: SeqModel, vocab_size: int, embed_dim: int, emb_dropout: float = 0.0):
         super().__init__(d_in=vocab_size, d_out=vocab_size, causal=inner.causal)
         self.inner = inner
@@ -37,6 +39,16 @@ class TokenModel(SeqModel):
     @property
     def aux_outputs(self):
         return [self.decode(a) for a in self.inner.aux_outputs]
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return TokenExportStep(self, self.inner.export_step(max_len))
+
+    def export_forward(self) -> nn.Module:
+        return TokenExportForward(self)
+
+    @property
+    def export_fixed_length(self) -> str | None:
+        return self.inner.export_fixed_length
 
     def describe(self) -> str:
         return f"embed {self.embed.embedding_dim} (tied) -> {self.inner.describe()}"
@@ -75,3 +87,30 @@ class TokenModel(SeqModel):
 
     def _init_state(self, batch_size: int, engine: str):
         return self.inner.init_state(batch_size, engine)
+
+
+class TokenExportStep(ExportStep):
+    """A token model: ids (B,) int64 -> embedding -> the inner model's step -> tied decoder."""
+
+    def __init__(self, m, inner: ExportStep):
+        super().__init__()
+        self.m, self.inner = m, inner
+
+    def specs(self, batch):
+        return self.inner.specs(batch)
+
+    def forward(self, x, *state):
+        y, *new = self.inner(self.m.embed(x), *state)
+        return (self.m.decode(y), *new)
+
+
+class TokenExportForward(nn.Module):
+    """ids (B, L) -> embedding -> the inner model's export forward -> tied decoder (ids are not
+    range-checked in the graph; ``TokenModel.encode`` does that in Python)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.inner = m, m.inner.export_forward()
+
+    def forward(self, x):
+        return self.m.decode(self.inner(self.m.embed(x)))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import SeqbenchError
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import layer_norm, sigmoid, use_numpy_for
@@ -133,6 +133,14 @@ class LRU(SeqModel):
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, d_out)
 
+    export_fixed_length = "its chunked scan is unrolled at the traced length"
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return LRUExportStep(self)
+
+    def export_forward(self) -> nn.Module:
+        return LRUExportForward(self)
+
     def describe(self) -> str:
         return f"{self.layers} layers x {self.hidden}, state {self.state_dim}" + ("" if self.causal else ", bidirectional")
 
@@ -190,3 +198,90 @@ class LRU(SeqModel):
             state["x"][i].copy_(last)
             h = block.mix(h, y)
         return self.head(self.norm(h)), state
+
+
+class LRUExportStep(ExportStep):
+    """State: each layer's complex state as two real tensors, (B, N) real and imaginary parts."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+        with torch.no_grad():  # lambda and gamma * B, folded once
+            for i, block in enumerate(m.blocks):
+                lru = block.lru
+                lam = torch.exp(lru.log_lambda())
+                g = torch.exp(lru.gamma_log)[:, None]
+                self.register_buffer(f"lam{i}", torch.stack([lam.real, lam.imag]).to(lru.D.dtype))
+                self.register_buffer(f"bg{i}", torch.stack([lru.B_re * g, lru.B_im * g]))
+
+    def specs(self, batch):
+        dt = self.m.head.weight.dtype
+        return [StateSpec(f"layer{i}_{part}", (batch, self.m.state_dim), dt, f"layer {i}'s state, {part} part")
+                for i in range(self.m.layers) for part in ("re", "im")]
+
+    def forward(self, x, *state):
+        h, new = self.m.embed(x), []
+        for i, block in enumerate(self.m.blocks):
+            lam, bg, lru = getattr(self, f"lam{i}"), getattr(self, f"bg{i}"), block.lru
+            xr, xi = state[2 * i], state[2 * i + 1]
+            u = block.norm(h)
+            xr, xi = (lam[0] * xr - lam[1] * xi + F.linear(u, bg[0]),
+                      lam[0] * xi + lam[1] * xr + F.linear(u, bg[1]))
+            new += [xr, xi]
+            h = block.mix(h, F.linear(xr, lru.C_re) - F.linear(xi, lru.C_im) + lru.D * u)
+        return (self.m.head(self.m.norm(h)), *new)
+
+
+
+
+class LRUExportForward(nn.Module):
+    """``LRU.forward`` with each complex quantity as a (real, imaginary) pair (ONNX has no complex
+    tensors): the same chunked scan, so the graph's length is fixed at the traced one."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return _lru_forward_real(self.m, x)
+
+
+def _lru_forward_real(m, x):
+    """``LRU.forward`` with each complex quantity as a (real, imaginary) pair: the same chunked scan
+    (the chunk count follows the length, so an exported LRU has a fixed length)."""
+    h = m.embed(x)
+    for block in m.blocks:
+        u = block.norm(h)
+        y = _lru_scan_real(block.lru, u, m.chunk)
+        if block.lru_rev is not None:
+            y = y + _lru_scan_real(block.lru_rev, u.flip(1), m.chunk).flip(1)
+        h = block.mix(h, y)
+    return m.head(m.norm(h))
+
+
+def _lru_scan_real(lru, u, chunk: int):
+    Bsz, L, _ = u.shape
+    g = torch.exp(lru.gamma_log)[:, None]
+    bu_re, bu_im = F.linear(u, lru.B_re * g), F.linear(u, lru.B_im * g)  # (B, L, N)
+    a, b = -torch.exp(lru.nu_log), torch.exp(lru.theta_log)  # log lambda = a + ib
+    C = min(chunk, L)
+    n = -(-L // C)
+    pad = (0, 0, 0, n * C - L)
+    bu_re, bu_im = (F.pad(t, pad).view(Bsz, n, C, -1) for t in (bu_re, bu_im))
+    steps = torch.arange(C, device=u.device, dtype=u.dtype)
+    lag = steps[:, None] - steps[None, :]
+    mag = torch.exp(a[:, None, None] * lag.clamp(min=0)) * (lag >= 0)  # (N, C, C), lower triangular
+    p_re, p_im = mag * torch.cos(b[:, None, None] * lag), mag * torch.sin(b[:, None, None] * lag)
+    ein = lambda p, q: torch.einsum("nts,bksn->bktn", p, q)
+    in_re, in_im = ein(p_re, bu_re) - ein(p_im, bu_im), ein(p_re, bu_im) + ein(p_im, bu_re)
+    k = steps[:, None] + 1  # lambda^1 .. lambda^C
+    l_re, l_im = torch.exp(a * k) * torch.cos(b * k), torch.exp(a * k) * torch.sin(b * k)  # (C, N)
+    c_re = c_im = bu_re.new_zeros(Bsz, bu_re.shape[-1])
+    xs_re, xs_im = [], []
+    for i in range(n):
+        xs_re.append(in_re[:, i] + l_re * c_re[:, None] - l_im * c_im[:, None])
+        xs_im.append(in_im[:, i] + l_re * c_im[:, None] + l_im * c_re[:, None])
+        c_re, c_im = xs_re[-1][:, -1], xs_im[-1][:, -1]
+    x_re = torch.cat(xs_re, 1)[:, :L]
+    x_im = torch.cat(xs_im, 1)[:, :L]
+    return F.linear(x_re, lru.C_re) - F.linear(x_im, lru.C_im) + lru.D * u

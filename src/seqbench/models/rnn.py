@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from seqbench.errors import SeqbenchError
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.registry import register_model
 
 
@@ -39,6 +39,9 @@ class _Recurrent(SeqModel):
     @classmethod
     def searchable(cls, config: dict) -> set[str]:
         return {"dropout"} if config.get("layers", 1) > 1 else set()  # torch applies it between layers only
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return RecurrentExportStep(self)
 
     def describe(self) -> str:
         return f"{self.layers} layer{'s' * (self.layers > 1)} x {self.hidden}" + \
@@ -80,3 +83,22 @@ class GRU(_Recurrent):
 class RNN(_Recurrent):
     """Elman RNN with tanh (torch.nn.RNN) and a linear readout."""
     rnn_cls = nn.RNN
+
+
+class RecurrentExportStep(ExportStep):
+    """State: h (layers, B, H), and c for an LSTM."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.lstm = m, isinstance(m.rnn, nn.LSTM)
+
+    def specs(self, batch):
+        shape, dt = (self.m.layers, batch, self.m.hidden), self.m.head.weight.dtype
+        out = [StateSpec("h", shape, dt, "hidden state per layer (layers, B, hidden)", 1)]
+        if self.lstm:
+            out.append(StateSpec("c", shape, dt, "cell state per layer (layers, B, hidden)", 1))
+        return out
+
+    def forward(self, x, *state):
+        out, nxt = self.m.rnn(x[:, None], tuple(state) if self.lstm else state[0])
+        return (self.m.head(out[:, 0]), *(nxt if self.lstm else (nxt,)))

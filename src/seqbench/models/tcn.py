@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import SlidingBuffer, use_numpy_for
@@ -122,6 +122,51 @@ class TCN(SeqModel):
     def receptive_field(self) -> int:
         # two convs per block, each extending the window by (k-1)*d: 1 + 2(k-1)(2^n - 1)
         return 1 + 2 * (self.kernel_size - 1) * sum(self.dilations)
+
+    def pruned(self, amount: float) -> "TCN":
+        """A narrower TCN without the ``amount`` fraction of residual channels that matter least.
+
+        The residual stream's channels are shared by every block (identity shortcuts), so one set is
+        kept throughout: a channel's importance is the L1 norm of every weight that reads or writes
+        it (both convs of each block, the 1x1 shortcut, the head). The result is a plain ``TCN`` of
+        the smaller width, computing what the kept channels computed (fine-tune it afterwards)."""
+        from seqbench.models.base import plain_copy
+        src = plain_copy(self)
+        H = src.hidden
+        keep_n = max(1, round(H * (1 - amount)))
+        score = torch.zeros(H)
+        for i, block in enumerate(src.blocks):
+            for conv in (block.conv1, block.conv2):
+                score += conv.weight.abs().sum(dim=(1, 2))  # writes channel c
+                if conv is block.conv2 or i > 0:
+                    score += conv.weight.abs().sum(dim=(0, 2))  # reads channel c
+            if block.downsample is not None:
+                score += block.downsample.weight.abs().sum(dim=(1, 2))
+        score += src.head.weight.abs().sum(0)
+        keep = torch.sort(torch.topk(score, keep_n).indices).values
+        cfg = {k: v for k, v in self.config.items() if k != "name"}
+        small = TCN(**{**cfg, "hidden": keep_n})
+        with torch.no_grad():
+            for i, (a, b) in enumerate(zip(src.blocks, small.blocks)):
+                ins = slice(None) if i == 0 else keep
+                _set_conv(b.conv1, a.conv1.weight[keep][:, ins], a.conv1.bias[keep])
+                _set_conv(b.conv2, a.conv2.weight[keep][:, keep], a.conv2.bias[keep])
+                if a.downsample is not None:
+                    b.downsample.weight.copy_(a.downsample.weight[keep][:, ins])
+                    b.downsample.bias.copy_(a.downsample.bias[keep])
+            small.head.weight.copy_(src.head.weight[:, keep])
+            small.head.bias.copy_(src.head.bias)
+        return small
+
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return TCNExportStep(self)
+
+    @classmethod
+    def search_shapes(cls, seq_len: int) -> list[dict]:
+        """Two kernel sizes, each deep enough for the receptive field to cover the sequence."""
+        return [{"kernel_size": k, "levels": max(1, math.ceil(math.log2((seq_len - 1) / (2 * (k - 1)) + 1)))}
+                for k in (3, 7)]
 
     def describe(self) -> str:
         return f"{self.levels} levels x {self.hidden}, k={self.kernel_size}"
@@ -275,3 +320,43 @@ class TCNState:
     head_w: Any
     head_b: Any
     numpy: bool              # the step runs on NumPy views of the tensors
+
+
+class TCNExportStep(ExportStep):
+    """State: per conv, its last (k-1)*d inputs, time-major (B, (k-1)d, C_in)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.k = m, m.kernel_size
+
+    def specs(self, batch):
+        out = []
+        for i, (block, d) in enumerate(zip(self.m.blocks, self.m.dilations)):
+            for j, conv in ((1, block.conv1), (2, block.conv2)):
+                out.append(StateSpec(f"block{i}_conv{j}", (batch, (self.k - 1) * d, conv.in_channels),
+                                     conv.weight.dtype, f"the last {(self.k - 1) * d} inputs of block {i}'s conv {j}",
+                                     0))
+        return out
+
+    def forward(self, x, *state):
+        B, new, s = x.shape[0], [], iter(state)
+        h = x
+        for block, d in zip(self.m.blocks, self.m.dilations):
+            a = h
+            for conv in (block.conv1, block.conv2):
+                full = torch.cat([next(s), a[:, None]], dim=1)  # (B, (k-1)d + 1, C_in), oldest first
+                new.append(full[:, 1:])
+                taps = full[:, ::d].reshape(B, -1)  # the k taps, (B, k * C_in)
+                w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # (C_out, k * C_in)
+                a = F.relu(F.linear(taps, w, conv.bias))
+            res = h if block.downsample is None else F.linear(h, block.downsample.weight[:, :, 0], block.downsample.bias)
+            h = F.relu(a + res)
+        return (self.m.head(h), *new)
+
+
+def _set_conv(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Give a weight-normed conv the effective weight ``weight``: v = weight, g = ||v|| per output."""
+    pw = conv.parametrizations.weight
+    pw.original1.copy_(weight)
+    pw.original0.copy_(weight.flatten(1).norm(dim=1).view_as(pw.original0))
+    conv.bias.copy_(bias)

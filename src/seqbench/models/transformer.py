@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import SeqbenchError
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.dropout import FastDropout
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import use_numpy_for
@@ -87,6 +87,9 @@ class Transformer(SeqModel):
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.02)
             nn.init.zeros_(m.bias)
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return TransformerExportStep(self, max_len)
 
     def describe(self) -> str:
         return f"{self.layers} layers x {self.hidden}, {self.heads} heads x {self.head_dim}"
@@ -212,3 +215,44 @@ def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Ten
         cache = grown
     cache[:, :, t0:need] = new
     return cache
+
+
+class TransformerExportStep(ExportStep):
+    """State: per layer a key and a value cache (B, heads, max_len, head_dim), and ``position``, the
+    number of steps taken (int64, shape (1,)); a stream holds at most ``max_len`` steps: from step
+    ``max_len + 1`` on, the output is NaN (start a new stream, or export with a larger ``max_len``)."""
+
+    def __init__(self, m, max_len: int):
+        super().__init__()
+        self.m, self.max_len = m, max_len
+        self.max_steps = max_len  # a stream's limit: past it the output is NaN
+
+    def specs(self, batch):
+        dt, shape = self.m.head.weight.dtype, (batch, self.m.heads, self.max_len, self.m.head_dim)
+        out = [StateSpec("position", (1,), torch.int64, "steps taken so far (the next step's position)", None)]
+        for i in range(self.m.layers):
+            out += [StateSpec(f"layer{i}_keys", shape, dt, f"layer {i}'s key cache (rotated keys)"),
+                    StateSpec(f"layer{i}_values", shape, dt, f"layer {i}'s value cache")]
+        return out
+
+    def forward(self, x, position, *caches):
+        B, m = x.shape[0], self.m
+        slots = torch.arange(self.max_len, device=x.device)
+        here = (slots == position)[None, None, :, None]  # this step's slot
+        hidden_future = slots > position  # (M,): not yet written
+        h, new = m.embed(x), []
+        for i, block in enumerate(m.blocks):
+            qkv = block.qkv(block.ln1(h)).view(B, 3, block.heads, block.head_dim)
+            q = rotary(qkv[:, 0, :, None], position)  # (B, heads, 1, D)
+            k = rotary(qkv[:, 1, :, None], position)
+            keys = torch.where(here, k, caches[2 * i])
+            values = torch.where(here, qkv[:, 2, :, None], caches[2 * i + 1])
+            new += [keys, values]
+            scores = (q @ keys.transpose(-1, -2)) / math.sqrt(block.head_dim)  # (B, heads, 1, M)
+            att = torch.softmax(scores.masked_fill(hidden_future, float("-inf")), dim=-1) @ values
+            h = h + block.proj(att.reshape(B, -1))
+            h = h + block.mlp(block.ln2(h))
+        y = m.head(m.ln_f(h))
+        # past max_len steps the cache is full and attention would be wrong: the output says so (NaN)
+        y = torch.where(position < self.max_len, y, torch.full_like(y, float("nan")))
+        return (y, position + 1, *new)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.errors import SeqbenchError
-from seqbench.models.base import SeqModel
+from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.registry import register_model
 from seqbench.models.streaming import SlidingBuffer, sigmoid, use_numpy_for
 from seqbench.models.tcn import weight_normed_conv
@@ -59,6 +59,9 @@ class TrellisNet(SeqModel):
     @property
     def receptive_field(self) -> int:
         return 1 + (self.kernel_size - 1) * sum(self.level_dilations)
+
+    def export_step(self, max_len: int) -> ExportStep:
+        return TrellisExportStep(self)
 
     def describe(self) -> str:
         d = self.level_dilations
@@ -144,3 +147,46 @@ class TrellisNet(SeqModel):
                 state["c"][j + 1].push(c)
         y = h @ state["head"][0] + state["head"][1]
         return (torch.from_numpy(y) if fast else y), state
+
+
+class TrellisExportStep(ExportStep):
+    """State: the last (k-1)*max(d) inputs, and for each level j >= 1 the previous level's last
+    (k-1)*d_j hidden outputs and last d_j cell states (time-major, oldest first)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.k = m, m.kernel_size
+        self.span = (self.k - 1) * max(m.level_dilations)
+
+    def specs(self, batch):
+        m, dt = self.m, self.m.head.weight.dtype
+        out = [StateSpec("inputs", (batch, self.span, m.d_in), dt, f"the last {self.span} inputs")]
+        for j, d in enumerate(m.level_dilations[1:], start=1):
+            out += [StateSpec(f"level{j}_h", (batch, (self.k - 1) * d, m.hidden), dt,
+                              f"level {j - 1}'s last {(self.k - 1) * d} hidden outputs"),
+                    StateSpec(f"level{j}_c", (batch, d, m.hidden), dt, f"level {j - 1}'s last {d} cell states")]
+        return out
+
+    def forward(self, x, xs, *hist):
+        m, k, B, H = self.m, self.k, x.shape[0], self.m.hidden
+        w = m.conv.weight  # (4H, d_in + H, k)
+        w_x = w[:, :m.d_in].permute(0, 2, 1).reshape(4 * H, -1)
+        w_h = w[:, m.d_in:].permute(0, 2, 1).reshape(4 * H, -1)
+        full = torch.cat([xs, x[:, None]], dim=1)  # (B, span + 1, d_in)
+        new = [full[:, 1:]]
+        h = c = None
+        for j, d in enumerate(m.level_dilations):
+            taps = full[:, self.span - (k - 1) * d::d].reshape(B, -1)
+            pre = F.linear(taps, w_x, m.conv.bias)
+            if j == 0:
+                c_prev = torch.zeros_like(pre[:, :H])
+            else:
+                hs = torch.cat([hist[2 * j - 2], h[:, None]], dim=1)
+                cs = torch.cat([hist[2 * j - 1], c[:, None]], dim=1)
+                new += [hs[:, 1:], cs[:, 1:]]
+                pre = pre + F.linear(hs[:, ::d].reshape(B, -1), w_h)
+                c_prev = cs[:, 0]
+            i, o, g, f = pre.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return (m.head(h), *new)
