@@ -27,7 +27,7 @@ from common import machine  # noqa: E402
 
 import seqbench  # noqa: E402
 from seqbench.bench import Store, make_trial, run_sweep  # noqa: E402
-from seqbench.recommender import Limits, candidate_space, exclusions, profile  # noqa: E402
+from seqbench.recommend import Limits, candidate_space, exclusions, profile  # noqa: E402
 
 LRS = (3e-4, 1e-3, 3e-3)
 DROPOUTS = (0.0, 0.2)

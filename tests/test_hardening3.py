@@ -360,7 +360,7 @@ def test_a_forecast_runs_tampered_fitted_is_refused(tmp_path, capsys):
 
 # -- recommend: the baseline comparison uses the noise rule of ties --------------------------------
 def _ranked(valid, step_ms=0.1, epochs=3, candidate="tcn @2K"):
-    from seqbench.recommender import Ranked
+    from seqbench.recommend import Ranked
     return Ranked(candidate=candidate, model="tcn", shape="", params=2000, step_ms=step_ms, mem_mb=1, lr=1e-3,
                   dropout=0, valid=valid, valid_std=None, seeds=1, epochs=epochs, train_time=1, run_dir="")
 
@@ -372,7 +372,7 @@ def _ranked(valid, step_ms=0.1, epochs=3, candidate="tcn @2K"):
     (0.1740, 0.1730, 0.005, False),   # worse
 ])
 def test_beating_the_baseline_uses_the_noise_rule_of_ties(best, trivial, noise, wins):
-    from seqbench.recommender import choose
+    from seqbench.recommend import choose
     other = _ranked(best + 0.001, step_ms=0.01, candidate="gru @2K")
     winner, close = choose([_ranked(best), other], trivial, False, noise)
     assert (winner is not None) == wins
@@ -405,7 +405,7 @@ def test_recommend_varies_only_what_a_candidate_uses(tmp_path):
     differ only in it; the TCN's dropout is searched."""
     import seqbench
     from seqbench.models.registry import get_model_entry
-    from seqbench.recommender import Limits
+    from seqbench.recommend import Limits
     assert get_model_entry("gru").cls.searchable({"layers": 1}) == set()
     assert get_model_entry("gru").cls.searchable({"layers": 2}) == {"dropout"}
     assert get_model_entry("tcn").cls.searchable({}) == {"dropout"}

@@ -13,7 +13,7 @@ import pytest
 import seqbench
 from conftest import trial_rows
 from seqbench.cli import main
-from seqbench.recommender import Limits, candidate_space, exclusions, measure_costs, parse_duration
+from seqbench.recommend import Limits, candidate_space, exclusions, measure_costs, parse_duration
 
 pytest.importorskip("optuna", reason="the search extra is not installed (make installs it)")
 SEQBENCH = str(Path(sys.executable).parent / "seqbench")
@@ -50,7 +50,7 @@ def test_candidates_cover_the_sequence_and_respect_the_parameter_limit(data):
 def test_recommend_respects_limits_and_budget_and_beats_the_baseline(data, tmp_path):
     # a step limit between the recurrent/convolutional models and the slower Transformer, from the
     # costs measured on this machine (cached in the store, so the search sees the same numbers)
-    from seqbench.recommender import profile
+    from seqbench.recommend import profile
     task = seqbench.create_task("custom", path=str(data))
     costs = profile(task, candidate_space(task, 20_000, ["tcn", "gru", "transformer"]), 1, tmp_path / "r.db")
     fast = max(k.step_ms for c, k in costs.items() if c.model != "transformer")
@@ -166,7 +166,7 @@ def test_streaming_memory_counts_shared_buffers_once():
     same on either engine."""
     import torch
 
-    from seqbench.recommender import _state_bytes
+    from seqbench.recommend.costs import _state_bytes
     for name in ("tcn", "trellisnet"):
         m = seqbench.create_model(name, 1, 4, params=3_000).eval()
         sizes = []

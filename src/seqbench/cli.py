@@ -97,10 +97,24 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace, task) -> "Any":
     from seqbench.train import TrainConfig
-    return TrainConfig.for_task(task, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                                lr=args.lr, clip=args.clip, schedule=args.schedule,
-                                steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
-                                early_stop=args.patience, device=args.device, precision=args.precision)
+    flags = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
+                 schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
+                 early_stop=args.patience, device=args.device, precision=args.precision)
+    return TrainConfig.for_task(task, **{**train_options(args), **{k: v for k, v in flags.items() if v is not None}})
+
+
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--train-opt KEY=VALUE: any TrainConfig field (weight_decay, momentum, step_size, gamma, patience
+    of the plateau schedule, aux_weight, eval_batch_size...); a dedicated flag wins over it."""
+    import dataclasses as dc
+
+    from seqbench.train import TrainConfig
+    opts = parse_options(getattr(args, "train_opt", None), "--train-opt")
+    fields = {f.name for f in dc.fields(TrainConfig)}
+    unknown = sorted(set(opts) - fields)
+    if unknown:
+        raise SeqbenchError(f"unknown --train-opt {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    return opts
 
 
 def load_imports(args: argparse.Namespace) -> list[str]:
@@ -190,8 +204,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds = [check_seed(int(s), "--seeds") for s in _csv(args.seeds)] or [0]
     except ValueError:
         raise SeqbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    train = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                               "device": args.device, "precision": args.precision}.items() if v is not None}
+    train = {**train_options(args), **{k: v for k, v in {"epochs": args.epochs, "lr": args.lr,
+                                                         "batch_size": args.batch_size, "device": args.device,
+                                                         "precision": args.precision}.items() if v is not None}}
     if args.config:
         trials = file_trials(args.config)
     elif args.suite:
@@ -226,14 +241,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _limits(args: argparse.Namespace):
-    from seqbench.recommender import Limits
+    from seqbench.recommend import Limits
     from seqbench.utils import parse_count
     return Limits(max_step_ms=args.max_step_ms, max_params=parse_count(args.max_params) if args.max_params else None,
                   max_memory_mb=args.max_memory_mb, batch=args.batch)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from seqbench.recommender import print_recommendation, recommend
+    from seqbench.recommend import print_recommendation, recommend
     set_threads(1)  # the driver's own timings and the winner's test: one thread, like the trials
     imports = load_imports(args)
     rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=args.seeds,
@@ -246,7 +261,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import seqbench
-    from seqbench.recommender import candidate_space, measure_costs, write_costs
+    from seqbench.recommend import candidate_space, measure_costs, write_costs
     set_threads(args.threads)
     load_imports(args)
     if Path(args.out).is_dir() or not Path(args.out).absolute().parent.is_dir():
@@ -353,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps-per-epoch", type=int, help="cap optimizer steps per epoch")
     tr.add_argument("--task-opt", action="append", metavar="KEY=VALUE", help="task option, e.g. seq_len=200")
     tr.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="model option, e.g. levels=8")
+    tr.add_argument("--train-opt", action="append", metavar="KEY=VALUE",
+                    help="any training setting, e.g. weight_decay=1e-4, gamma=0.5, eval_batch_size=64")
     tr.add_argument("--non-causal", action="store_true", help="build the non-causal variant")
     tr.add_argument("--out", help="run directory for checkpoints, config and history")
     tr.add_argument("--overwrite", action="store_true",
@@ -380,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", help="a sweep from a TOML/YAML file (see README)")
     b.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
     b.add_argument("--model-opt", action="append", metavar="KEY=VALUE")
+    b.add_argument("--train-opt", action="append", metavar="KEY=VALUE", help="any training setting of every trial")
     b.add_argument("--epochs", type=int, help="override every trial's epochs")
     b.add_argument("--lr", type=float, help="override every trial's learning rate")
     b.add_argument("--batch-size", type=int, help="override every trial's batch size")

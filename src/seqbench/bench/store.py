@@ -59,23 +59,6 @@ CREATE TABLE IF NOT EXISTS trials (
     owner TEXT,                     -- the sweep that claimed it: host:pid:token
     heartbeat REAL                  -- the owner's last lease renewal
 );
--- measured costs of model configurations (seqbench recommend / profile), per machine
-CREATE TABLE IF NOT EXISTS costs (
-    machine TEXT NOT NULL,
-    key TEXT NOT NULL,              -- the candidate, the task's shape and the batch size (hashed)
-    costs TEXT NOT NULL,            -- JSON: params, shape, step_ms, seq_ms, mem_mb, train_step_ms
-    measured REAL,
-    PRIMARY KEY (machine, key)
-);
--- a recommend search's own record: each proposed configuration, its reported epochs and state
-CREATE TABLE IF NOT EXISTS searches (
-    search TEXT NOT NULL,
-    tid TEXT NOT NULL,
-    record TEXT NOT NULL,           -- JSON: params, values per epoch, state, value
-    spent REAL,                     -- the search's time spent so far (seconds)
-    updated REAL,
-    PRIMARY KEY (search, tid)
-);
 """
 # columns added after the first release: added to older databases when they are opened
 ADDED = {"chance": "REAL", "owner": "TEXT", "heartbeat": "REAL"}
@@ -244,28 +227,6 @@ class Store:
     def row(self, key: str) -> dict | None:
         r = self.db.execute("SELECT * FROM trials WHERE key = ?", (key,)).fetchone()
         return None if r is None else dict(r)
-
-    def cost(self, machine: str, key: str) -> dict | None:
-        r = self.db.execute("SELECT costs FROM costs WHERE machine = ? AND key = ?", (machine, key)).fetchone()
-        return None if r is None else json.loads(r["costs"])
-
-    def put_costs(self, machine: str, items: list[tuple[str, dict]]) -> None:
-        with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO costs (machine, key, costs, measured) VALUES (?, ?, ?, ?)",
-                           [(machine, k, json.dumps(v), time.time()) for k, v in items])
-
-    def log_search(self, search: str, tid: str, record: dict, spent: float) -> None:
-        keep = {k: record[k] for k in ("params", "values", "state", "value", "error") if k in record}
-        self._tx("INSERT OR REPLACE INTO searches (search, tid, record, spent, updated) VALUES (?, ?, ?, ?, ?)",
-                 (search, tid, json.dumps(keep), spent, time.time()))
-
-    def set_search_spent(self, search: str, spent: float) -> None:
-        self._tx("UPDATE searches SET spent = ? WHERE search = ?", (spent, search))
-
-    def search_log(self, search: str) -> tuple[dict[str, dict], float]:
-        """A search's records by tid, and the time it has spent."""
-        rows = self.db.execute("SELECT tid, record, spent FROM searches WHERE search = ?", (search,)).fetchall()
-        return {r["tid"]: json.loads(r["record"]) for r in rows}, max((r["spent"] or 0.0 for r in rows), default=0.0)
 
     def rows(self, status: str | None = None) -> list[dict]:
         sql = "SELECT * FROM trials" + (" WHERE status = ?" if status else "") + " ORDER BY task, model, seed, key"

@@ -1,0 +1,167 @@
+"""`seqbench recommend`: the best architecture and size for a task, under deployment limits and a
+time budget to decide.
+
+    rec = seqbench.recommend("tsc:GunPoint", seqbench.Limits(max_step_ms=0.3), budget="5m")
+    rec.winner, rec.ranked, rec.excluded, rec.explanation
+
+1. **Candidates**: every zoo model that can serve (causal, streaming), at sizes on a log grid up to
+   the parameter limit, at the shapes each model asks a search to try (``search_shapes``: the TCN
+   at two kernel sizes, each deep enough for its receptive field to cover the sequence).
+2. **Costs before training** (``profile``): parameters, the streaming step latency at ``batch``
+   (the model's own ``step``, timed in interleaved rounds on this machine), full-sequence
+   latency at the task's length, the memory to stream (weights + state after a full sequence), and
+   a training step's time. Cached per candidate and machine in the results store, or read from a
+   ``costs.json`` measured on the target device (``seqbench profile``). A candidate over a limit
+   never trains; the answer lists it with the number that excluded it.
+3. **Search** (Optuna, ask-and-tell): a TPE sampler proposes a candidate, learning rate and
+   dropout; successive halving on epochs (rungs r, 3r, 9r) stops the unpromising early and
+   resumes the promising from their checkpoints. Trials are ordinary sweep trials in the same
+   SQLite store, run by the same executors (local processes or Ray), so a killed search, rerun,
+   reuses every finished trial and resumes interrupted ones. Selection is on the validation split.
+4. **The answer**: ranked candidates, the winner's test metric (the only use of test), the
+   trivial baseline (the winner must beat it on valid, else the baseline is recommended), ties
+   within noise resolved toward the cheaper step, a Pareto plot, and the winner as a run directory."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+from seqbench.errors import SeqbenchError
+from seqbench.tables import fmt
+from seqbench.recommend.answer import (Ranked, Recommendation, choose, explain, fmt_duration,  # noqa: F401
+                                       print_recommendation, validation_noise, write_answer, _test_winner)
+from seqbench.recommend.candidates import Candidate, Limits, candidate_space, exclusions  # noqa: F401
+from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, read_costs, write_costs  # noqa: F401
+from seqbench.recommend import records
+from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, parse_duration  # noqa: F401
+
+def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *, models: list[str] | None = None,
+              seeds: int = 1, db: str | Path = "recommend.db", out: str | Path | None = None,
+              executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
+              max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
+              task_name: str | None = None, task_opts: dict | None = None,
+              imports: list[str] | None = None, device: str = "cpu") -> Recommendation:
+    """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
+    module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``."""
+    import seqbench
+    from seqbench.data import require
+    require("optuna", extra="search", why="seqbench recommend")  # before any work
+    t_start = time.monotonic()
+    limits = limits or Limits()
+    limits.check()
+    budget_s = parse_duration(budget)
+    if out is not None:  # a file, or a directory holding the user's files: refused before any work
+        from seqbench.outdir import OutDir
+        OutDir(out).check()
+    if not isinstance(seeds, int) or seeds < 1:
+        raise SeqbenchError(f"seeds must be a positive integer, got {seeds!r}")
+    t_task = time.monotonic()
+    if isinstance(task, str):
+        task_name, task_opts = task, dict(task_opts or {})
+        task = seqbench.create_task(task_name, **task_opts)
+    else:
+        task_name, task_opts = task_name or task.config()["name"], dict(task_opts or {
+            k: v for k, v in task.config().items() if k != "name"})
+    task_load_s = time.monotonic() - t_task  # each trial process loads the task again
+    from seqbench.bench.sweep import data_identity
+    task_opts, _ = data_identity(task_opts)
+    from seqbench.bench.runner import check_workers, get_executor
+    get_executor(executor)
+    check_workers(workers, None)
+    if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
+        raise SeqbenchError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+    max_epochs = max_epochs or int(task.recommended.get("epochs", 10))
+    rungs = _rungs(max_epochs)
+
+    # 1-2: candidates and their costs, before anything trains
+    candidates = candidate_space(task, limits.max_params, models)
+    if costs is not None:
+        cost_of, machine = read_costs(costs, task, candidates, limits.batch)
+    else:
+        cost_of, machine = profile(task, candidates, limits.batch, db, progress), _machine()
+    excluded = exclusions(cost_of, limits)
+    allowed = [c for c in candidates if c not in excluded]
+    if not allowed and all(not math.isfinite(k.train_step_ms) for k in cost_of.values()):
+        raise SeqbenchError(next(iter(cost_of.values())).shape.removeprefix("does not fit: "))
+    if not allowed:
+        fastest = min(cost_of.items(), key=lambda kv: kv[1].step_ms)
+        lightest = min(cost_of.items(), key=lambda kv: kv[1].mem_mb)
+        fewest = min(cost_of.items(), key=lambda kv: kv[1].params)
+        raise SeqbenchError(f"no candidate meets the limits: the fastest step measured is {fastest[0].id} at "
+                            f"{fastest[1].step_ms:.3g} ms, the least memory {lightest[1].mem_mb:.3g} MB "
+                            f"({lightest[0].id}), the fewest parameters {fewest[1].params:,} ({fewest[0].id}), "
+                            f"at --batch {limits.batch}; relax --max-step-ms / --max-memory-mb / --max-params")
+
+    # 3: the search, resumable from the store
+    ident = {"task": task_name, "task_opts": task_opts, "limits": dataclasses.asdict(limits), "models": models,
+             "rungs": rungs, "seed": seed, "seeds": seeds, "costs": str(costs) if costs else None}
+    from seqbench.device import resolve_device
+    spec = SearchSpec(task_name=task_name, task_opts=task_opts, allowed=tuple(allowed), cost_of=cost_of,
+                      rungs=tuple(rungs), db=str(db), seed=seed, overhead=TRIAL_OVERHEAD_S + task_load_s,
+                      search_id=hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12],
+                      imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu")
+    search = Search(spec, task)
+    try:
+        profile_s = time.monotonic() - t_start
+        remaining = budget_s - search.spent_before - profile_s
+        quickest = min(search.estimate(c, rungs[0]) for c in allowed)
+        done_before = search.ranked()
+        if remaining < quickest and not done_before:
+            raise SeqbenchError(f"the time budget {fmt_duration(budget_s)} is too short: profiling took "
+                                f"{profile_s:.0f}s and the quickest first trial needs ~{quickest:.0f}s; give "
+                                f"--time-budget {fmt_duration(max(60.0, 3 * (profile_s + quickest)))} or more")
+        t_search = time.monotonic()
+        confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
+        if remaining >= quickest:  # else: this search already spent its budget; answer from its results
+            search.run(deadline=t_search + remaining * (1 - confirm_share), workers=workers, executor=executor,
+                       progress=progress, t_start=t_start)
+        rows = search.ranked()
+        if not rows:
+            raise SeqbenchError(f"no trial finished within the time budget {fmt_duration(budget_s)} (profiling "
+                                f"took {profile_s:.0f}s); give a longer --time-budget")
+        if seeds > 1 and time.monotonic() < t_search + remaining:
+            search.confirm(rows, seeds, deadline=t_search + remaining, workers=workers, executor=executor)
+            rows = search.ranked(seeds)
+        elapsed = search.spent_before + time.monotonic() - t_start
+        records.set_search_spent(search.store, spec.search_id, elapsed)
+    finally:
+        search.close()
+
+    # 4: the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step, test the winner
+    hib = task.metric.higher_is_better
+    trivial_valid, trivial_test = task.trivial_on("valid"), task.trivial_on("test")
+    winner, tie, test, note, noise, what = None, False, {}, "", None, ""
+    if rows:  # one noise rule for "beats the baseline" and for ties between candidates
+        best = rows[0]
+        peers = [r for r in rows[1:] if r.epochs == best.epochs]
+        if best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
+            noise = max([best.valid_std] + [r.valid_std for r in peers[:3] if r.valid_std is not None])
+            what = "seed-to-seed spread"
+        else:
+            noise, what = validation_noise(task, best), "validation sampling noise"
+    winner, close = choose(rows, trivial_valid, hib, noise)
+    if winner is not None:
+        if close:
+            tie = True
+            others = len({r.candidate for r in [best, *close]} - {winner.candidate})
+            note = (f" {len(close) + 1} trained configurations ({others} other candidate"
+                    f"{'s' * (others != 1)}) are within the {what} (+-{noise:.3g}) of the best validation score "
+                    f"({fmt(best.valid)}, {best.candidate}); the cheapest step among them is recommended.")
+        test = _test_winner(task, winner)
+    rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
+                         excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
+                         trivial_test=trivial_test, test=test, explanation="", tie=tie, elapsed=elapsed,
+                         budget=budget_s, machine=machine)
+    rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
+    if out is not None:
+        write_answer(rec, out)
+    return rec
+
+
+__all__ = ["Candidate", "Costs", "Limits", "Ranked", "Recommendation", "SearchSpec", "candidate_space", "choose",
+           "exclusions", "measure_costs", "parse_duration", "print_recommendation", "profile", "read_costs",
+           "recommend", "validation_noise", "write_costs"]

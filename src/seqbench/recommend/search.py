@@ -1,0 +1,301 @@
+"""The search (Optuna, ask-and-tell): a TPE sampler proposes a candidate, learning rate and (where
+the candidate uses it) dropout; successive halving on epochs (rungs r, 3r, 9r) stops the
+unpromising early and resumes the promising from their checkpoints. Trials are ordinary sweep
+trials in the results store, run by the sweep executors; the search's log in the same database
+lets a killed search resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqbench.errors import SeqbenchError
+from seqbench.recommend import records
+from seqbench.recommend.answer import Ranked
+from seqbench.recommend.candidates import Candidate
+from seqbench.recommend.costs import Costs
+
+REDUCTION = 3              # successive halving keeps the best third at each rung
+TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from 300, '300s', '5m', '1.5h'."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smh]?)\s*", str(text))
+        if not m:
+            raise SeqbenchError(f"cannot read {text!r} as a duration; write it like 300, 90s, 5m or 1.5h")
+        value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not value > 0:
+        raise SeqbenchError(f"the time budget must be positive, got {text!r}")
+    return value
+
+def _rungs(max_epochs: int) -> list[int]:
+    r = max(1, round(max_epochs / REDUCTION ** 2))
+    return sorted({min(r, max_epochs), min(r * REDUCTION, max_epochs), max_epochs})
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Everything that defines a search, fixed when it starts (its id hashes the parts a rerun must
+    share to resume it)."""
+    task_name: str
+    task_opts: dict[str, Any]
+    allowed: tuple[Candidate, ...]
+    cost_of: dict[Candidate, Costs]
+    rungs: tuple[int, ...]
+    search_id: str
+    db: str
+    seed: int = 0
+    overhead: float = TRIAL_OVERHEAD_S
+    imports: tuple[str, ...] = ()
+    device: str = "cpu"
+
+
+class Search:
+    """A running search, built from its ``SearchSpec``: the Optuna study (ask-and-tell), the driver
+    running trials, and the log in the store that lets a killed search resume."""
+
+    def __init__(self, spec: SearchSpec, task):
+        from seqbench.bench.store import Store
+        from seqbench.data import require
+        optuna = self.optuna = require("optuna", extra="search", why="seqbench recommend")
+        self.spec, self.task = spec, task
+        self.task_name, self.task_opts, self.rungs = spec.task_name, spec.task_opts, list(spec.rungs)
+        allowed, seed, rungs = list(spec.allowed), spec.seed, list(spec.rungs)
+        self.allowed, self.cost_of, self.by_id = allowed, spec.cost_of, {c.id: c for c in allowed}
+        self.search_id, self.db = spec.search_id, spec.db
+        self.metric = task.metric
+        self.steps_per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
+        self.calibration, self.overhead = 1.0, spec.overhead
+        self.store = Store(spec.db)
+        direction = "maximize" if task.metric.higher_is_better else "minimize"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(
+            direction=direction,
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, len(allowed))),
+                                               constant_liar=True),
+            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=REDUCTION))
+        self.dists = {"candidate": optuna.distributions.CategoricalDistribution([c.id for c in allowed]),
+                      "lr": optuna.distributions.FloatDistribution(3e-4, 1e-2, log=True),
+                      "dropout": optuna.distributions.FloatDistribution(0.0, 0.3)}
+        prior, self.spent_before = records.search_log(self.store, self.search_id)
+        self.records: dict[str, dict] = {}
+        for tid, rec in prior.items():  # finished trials count as they are; interrupted ones are proposed again
+            if rec["params"].get("candidate") not in self.by_id:
+                continue
+            self.records[tid] = rec
+            if rec["state"] in ("COMPLETE", "PRUNED"):
+                self.study.add_trial(optuna.trial.create_trial(
+                    state=optuna.trial.TrialState[rec["state"]], value=rec.get("value"), params=rec["params"],
+                    distributions=self.dists, intermediate_values={int(k): v for k, v in rec["values"].items()}))
+            elif rec["state"] == "RUNNING":
+                self.study.enqueue_trial(rec["params"])
+        self.driver = None
+        self.t_start = time.monotonic()
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
+        self.store.close()
+
+    def uses_dropout(self, c: Candidate) -> bool:
+        from seqbench.models.registry import get_model_entry
+        return "dropout" in get_model_entry(c.model).cls.searchable(c.opts)
+
+    def estimate(self, c: Candidate, epochs: int) -> float:
+        """Seconds for ``epochs`` more epochs of ``c`` on one thread (profile costs, calibrated on runs)."""
+        k = self.cost_of[c]
+        per_epoch = (self.steps_per_epoch * k.train_step_ms + self.task.num_samples("valid") * k.seq_ms / 4) / 1e3
+        return self.overhead + per_epoch * epochs * self.calibration
+
+    def trial(self, params: dict, epochs: int, s: int) -> dict:
+        from seqbench.bench.sweep import make_trial
+        c = self.by_id[params["candidate"]]
+        opts = dict(c.opts)
+        if self.uses_dropout(c):
+            opts["dropout"] = round(params["dropout"], 3)
+        t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=self.task_opts, model_opts=opts,
+                       train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device})
+        t.update(run=f"search-{self.search_id}-{_tid(params)}-s{s}", keep_state=True, test=False)
+        if self.spec.imports:
+            t["imports"] = list(self.spec.imports)
+        return t
+
+    def log(self, tid: str, rec: dict) -> None:
+        self.records[tid] = rec
+        records.log_search(self.store, self.search_id, tid, rec, self.spent_before + time.monotonic() - self.t_start)
+
+    def _start(self, tid: str, rec: dict, epochs: int) -> None:
+        t = self.trial(rec["params"], epochs, 0)
+        rec.update(key=t["key"], target=epochs, started=time.monotonic())
+        self.store.add([t])
+        if self.store.status(t["key"]) == "done":  # finished before an interruption: reused, not retrained
+            row = self.store.row(t["key"])
+            self.reused.append((t, {**row, "history": json.loads(row["history"] or "[]")}, None))
+        elif not self.driver.submit(t):
+            self.reused.append((t, None, "held by another search on the same database"))
+        self.by_key[t["key"]] = tid
+
+    def run(self, deadline: float, workers: int | None, executor: str, progress: bool | None, t_start: float) -> None:
+        from tqdm.auto import tqdm
+
+        from seqbench.bench.runner import Driver
+        optuna, rungs = self.optuna, self.rungs
+        self.t_start = t_start
+        self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
+        self.reused, self.by_key = [], {}
+        # trials at once: the local executor's workers; Ray schedules any number, so cap it likewise
+        capacity = self.driver.executor.workers or max(1, os.cpu_count() or 1)
+        live: dict[str, dict] = {}
+        queue: list[tuple[str, int]] = []  # promoted trials waiting for a slot: (tid, epochs)
+        total = max(1, int(deadline - time.monotonic()))
+        bar = tqdm(total=total, unit="s", desc="recommend", leave=False, dynamic_ncols=True,
+                   disable=None if progress is None else not progress,
+                   bar_format="{desc}: {n_fmt}/{total_fmt}s {bar} {postfix}")
+        best: tuple[float, str] | None = None
+        try:
+            while time.monotonic() < deadline:
+                bar.n = min(total, total - int(deadline - time.monotonic()))
+                bar.set_postfix_str(f"{len(live)} running | best {best[1]}: {self.metric.name} {best[0]:.4g}"
+                                    if best else f"{len(live)} running")
+                bar.refresh()
+                ended, self.reused = self.driver.poll() + self.reused, []
+                for t, result, error in ended:
+                    tid = self.by_key.pop(t["key"], None)
+                    if tid is None or tid not in live:
+                        continue
+                    rec = live[tid]
+                    if error is not None or result is None:
+                        self.study.tell(rec["trial"], state=optuna.trial.TrialState.FAIL)
+                        rec.update(state="FAIL", error=error)
+                        self.log(tid, live.pop(tid))
+                        continue
+                    took = time.monotonic() - rec["started"]
+                    if took > 5:  # calibrate the time estimates on what trials really take
+                        est = self.estimate(self.by_id[rec["params"]["candidate"]], rec["target"] - rec["reported"])
+                        ratio = (took - self.overhead) / max((est - self.overhead) / self.calibration, 1e-3)
+                        self.calibration = 0.5 * self.calibration + 0.5 * min(5.0, max(0.2, ratio))
+                    hist = result["history"]
+                    for row in hist[rec["reported"]:]:
+                        rec["trial"].report(row[f"valid_{self.metric.name}"], row["epoch"])
+                        rec["values"][str(row["epoch"])] = row[f"valid_{self.metric.name}"]
+                    rec["reported"], rec["value"] = len(hist), result["best_valid"]
+                    if best is None or self.metric.better(rec["value"], best[0]):
+                        best = (rec["value"], rec["params"]["candidate"])
+                    nxt = next((r for r in rungs if r > rec["reported"]), None)
+                    if nxt is not None and rec["trial"].should_prune():
+                        self.study.tell(rec["trial"], state=optuna.trial.TrialState.PRUNED)
+                        rec["state"] = "PRUNED"
+                        self.log(tid, live.pop(tid))
+                    elif nxt is not None:
+                        queue.append((tid, nxt))  # promoted: continues from its checkpoint
+                        self.log(tid, rec)
+                    else:
+                        self.study.tell(rec["trial"], rec["value"])
+                        rec["state"] = "COMPLETE"
+                        self.log(tid, live.pop(tid))
+                asks = 0
+                while self.driver.has_slot() and len(live) - len(queue) < capacity:
+                    left = deadline - time.monotonic()
+                    if queue:
+                        tid, epochs = queue.pop(0)
+                        rec = live[tid]
+                        if self.estimate(self.by_id[rec["params"]["candidate"]], epochs - rec["reported"]) > left:
+                            self.study.tell(rec["trial"], rec["value"])  # no time for the next rung: as it is
+                            rec["state"] = "COMPLETE"
+                            self.log(tid, live.pop(tid))
+                        else:
+                            self._start(tid, rec, epochs)
+                        continue
+                    if all(self.estimate(c, rungs[0]) > left for c in self.allowed) or asks >= 20:
+                        break
+                    asks += 1
+                    trial = self.study.ask(self.dists)
+                    params = {k: trial.params[k] for k in self.dists}
+                    if not self.uses_dropout(self.by_id[params["candidate"]]):
+                        params["dropout"] = 0.0  # not a knob of this candidate: one trial, not copies
+                    tid = _tid(params)
+                    if tid in live or self.estimate(self.by_id[params["candidate"]], rungs[0]) > left:
+                        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a duplicate, or too long now
+                        continue
+                    live[tid] = {"trial": trial, "params": params, "reported": 0, "values": {}, "state": "RUNNING"}
+                    self.log(tid, live[tid])
+                    self._start(tid, live[tid], rungs[0])
+                if not live and all(self.estimate(c, rungs[0]) > deadline - time.monotonic() for c in self.allowed):
+                    break  # nothing runs and nothing more fits
+                time.sleep(0.05)
+            for tid, rec in live.items():  # out of time: a trial keeps the score of its last finished rung
+                if rec.get("value") is not None:
+                    self.study.tell(rec["trial"], rec["value"])
+                    rec["state"] = "COMPLETE"
+                self.log(tid, rec)
+        finally:
+            self.driver.cancel()
+            bar.close()
+
+    def confirm(self, rows: list[Ranked], seeds: int, deadline: float, workers: int | None, executor: str) -> None:
+        """Train the top three again with seeds 1..seeds-1, as far as the first seed went."""
+        from seqbench.bench.runner import Driver
+        self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
+        todo = [(r, s) for r in rows[:3] for s in range(1, seeds)]
+        running: dict[str, tuple[Ranked, int]] = {}
+        try:
+            while (todo or running) and time.monotonic() < deadline:
+                while todo and self.driver.has_slot():
+                    r, s = todo.pop(0)
+                    params = {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout or 0.0}
+                    t = self.trial(params, r.epochs, s)
+                    self.store.add([t])
+                    if self.store.status(t["key"]) == "done" or self.driver.submit(t):
+                        running[t["key"]] = (r, s)
+                for t, _, _ in self.driver.poll():
+                    running.pop(t["key"], None)
+                for key in [k for k in running if self.store.status(k) == "done"]:
+                    running.pop(key)
+                time.sleep(0.05)
+        finally:
+            self.driver.cancel()
+
+    def ranked(self, seeds: int = 1) -> list[Ranked]:
+        """Trained candidates, best first: the most epochs reached first (a 3-epoch score is not
+        comparable with a 27-epoch one), then the validation metric (mean over seeds)."""
+        rows = []
+        for tid, rec in self.records.items():
+            if rec.get("value") is None:
+                continue
+            c = self.by_id[rec["params"]["candidate"]]
+            k = self.cost_of[c]
+            run = Path(f"{Path(self.db).resolve()}.runs") / f"search-{self.search_id}-{tid}-s0"
+            epochs = len(rec["values"])
+            vals = [rec["value"]]
+            for s in range(1, seeds):
+                row = self.store.row(self.trial(rec["params"], epochs, s)["key"])
+                if row is not None and row["status"] == "done":
+                    vals.append(row["best_valid"])
+            rows.append(Ranked(candidate=c.id, model=c.model, shape=k.shape, params=k.params, step_ms=k.step_ms,
+                               mem_mb=k.mem_mb, lr=rec["params"]["lr"],
+                               dropout=rec["params"]["dropout"] if self.uses_dropout(c) else None,
+                               valid=statistics.fmean(vals), valid_std=statistics.stdev(vals) if len(vals) > 1 else None,
+                               seeds=len(vals), epochs=epochs, train_time=_train_time(run), run_dir=str(run)))
+        hib = self.metric.higher_is_better
+        rows.sort(key=lambda r: (-r.epochs, -r.valid if hib else r.valid))
+        return rows
+
+def _tid(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+
+def _train_time(run: Path) -> float:
+    try:
+        return float(json.loads((run / "history.jsonl").read_text().splitlines()[-1])["train_time"])
+    except (OSError, ValueError, IndexError, KeyError):
+        return 0.0
