@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import machine  # noqa: E402
-from seqbench.tasks.custom import load_file, read_table  # noqa: E402
+from seqbench.data.files import load_file, read_table  # noqa: E402
 
 STEPS = 100
 

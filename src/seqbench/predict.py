@@ -11,7 +11,6 @@ goes through exactly the preprocessing of training. New files use the layouts of
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,22 +23,19 @@ from seqbench.errors import SeqbenchError
 @torch.inference_mode()
 def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256):
     """A pandas DataFrame of predictions for the sequences (or series) in ``input``."""
-    import seqbench
     from seqbench.data import require
-    from seqbench.tasks.custom import load_file, normalize
+    from seqbench.data.files import load_file
+    from seqbench.tasks.custom import normalize
     pd = require("pandas", why="predictions")
-    run = Path(run_dir)
-    try:
-        cfg = json.loads((run / "config.json").read_text())
-        task_cfg, fitted = dict(cfg["task"]), cfg.get("fitted") or {}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SeqbenchError(f"{run} is not a seqbench run directory ({type(e).__name__}: {e})") from None
+    from seqbench.train.runs import RunDir
+    rundir = RunDir.open(run_dir)
+    run, task_cfg, fitted = rundir.path, dict(rundir.config.get("task") or {}), rundir.fitted
     kind = task_cfg.get("kind")
     if task_cfg.get("name") != "custom" or kind not in ("classification", "regression", "per_step", "forecast"):
         raise SeqbenchError(f"predictions on new files need a run trained on your own sequences or series "
                             f"(custom classification, regression, per_step or forecast); {run} is "
                             f"{task_cfg.get('name')}{' (' + kind + ')' if kind else ''}")
-    model = seqbench.load_model(run).eval()
+    model = rundir.model().eval()
     _check_fitted(fitted, kind, model, run)
     path = Path(os.path.expanduser(str(input)))
     opt = lambda k, d: task_cfg.get(k) or d  # noqa: E731

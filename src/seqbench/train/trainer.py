@@ -29,6 +29,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import count_params
 from seqbench.tasks.base import Task
+from seqbench.train.runs import BEST, CONFIG, HISTORY, LAST, RESULT, _first_line
 from seqbench.utils import (atomic_torch_save, atomic_write_json, atomic_write_text, check_seed, describe_type,
                             matches_type, seed_everything)
 
@@ -150,7 +151,7 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume:
         raise SeqbenchError(f"--out {out} is a file; give a directory path")
     taken = out.is_dir() and any(out.iterdir())
     if resume:
-        if not (out / "last.pt").is_file() or not (out / "config.json").is_file():
+        if not (out / LAST).is_file() or not (out / CONFIG).is_file():
             raise SeqbenchError(f"--resume: {out} holds no run to resume (no config.json + last.pt); "
                                 "start it without --resume")
         return out
@@ -158,7 +159,7 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, resume:
         raise SeqbenchError(f"output directory {out} exists and is not empty; "
                             "choose a new --out, pass --overwrite to replace the run, or --resume to continue it")
     if taken:
-        if not (out / "config.json").is_file():
+        if not (out / CONFIG).is_file():
             raise SeqbenchError(f"--overwrite: {out} is not a seqbench run directory (no config.json); "
                                 "refusing to replace it, choose another --out")
         if Path.cwd().resolve().is_relative_to(out.resolve()):
@@ -231,7 +232,7 @@ def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]
 def check_resumable(out: Path, run_config: dict) -> None:
     """A resumed run must be the same run: same model, task and training settings (epochs may grow)."""
     try:
-        saved = json.loads((out / "config.json").read_text())
+        saved = json.loads((out / CONFIG).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise SeqbenchError(f"--resume: cannot read {out / 'config.json'} ({e})") from None
     want = json.loads(json.dumps(run_config, default=str))
@@ -275,7 +276,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
     if resume:
         check_resumable(out, config)
         try:
-            state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+            state = torch.load(out / LAST, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - truncated, tampered or not a checkpoint
             raise SeqbenchError(f"--resume: cannot load {out / 'last.pt'} ({_first_line(e)}); it is damaged: "
                                 "start the run again with --overwrite") from None
@@ -288,7 +289,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig | None = None, *,
                                 "start the run again")
         return _fit(model, task, cfg, out, state, progress, evaluate_test)
     with _run_directory(out, replace=out.is_dir() and any(out.iterdir())) as work:
-        atomic_write_json(work / "config.json", config)
+        atomic_write_json(work / CONFIG, config)
         return _fit(model, task, cfg, work, None, progress, evaluate_test)
 
 
@@ -319,7 +320,7 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
             sched.load_state_dict(resume_state["scheduler"])
         history, best_valid, best_epoch = resume_state["history"], resume_state["best_valid"], resume_state["best_epoch"]
         train_time, seen, start = resume_state["train_time"], resume_state["seen"], resume_state["epoch"] + 1
-        best_state = torch.load(out / "best.pt", map_location=device, weights_only=True)
+        best_state = torch.load(out / BEST, map_location=device, weights_only=True)
         _set_rng_state(resume_state["rng"])
     bar = tqdm(total=cfg.epochs * steps, initial=(start - 1) * steps, desc=f"{model.config.get('name', 'model')}"
                f" on {task.name}", unit="step", disable=(None if progress is None else not progress),
@@ -379,12 +380,12 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                     sched.step()
             if out is not None:  # best first: a last.pt on disk always has its best.pt
                 if improved:
-                    atomic_torch_save(_cpu(best_state), out / "best.pt")
-                atomic_write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                    atomic_torch_save(_cpu(best_state), out / BEST)
+                atomic_write_text(out / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
                 atomic_torch_save({"model": _cpu(model.state_dict()), "optimizer": opt.state_dict(),
                                    "scheduler": None if sched is None else sched.state_dict(), "epoch": epoch,
                                    "history": history, "best_valid": best_valid, "best_epoch": best_epoch,
-                                   "train_time": train_time, "seen": seen, "rng": _rng_state()}, out / "last.pt")
+                                   "train_time": train_time, "seen": seen, "rng": _rng_state()}, out / LAST)
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}",
                             **{f"valid_{metric.name}": f"{valid[metric.name]:.4g}"})
             if cfg.early_stop is not None and epoch - best_epoch >= cfg.early_stop:
@@ -402,7 +403,7 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                          params=count_params(model), receptive_field=model.receptive_field,
                          train_time=train_time, samples_per_sec=seen / train_time if train_time else 0.0)
     if out is not None:
-        atomic_write_json(out / "result.json", dataclasses.asdict(result) | {"history": None})
+        atomic_write_json(out / RESULT, dataclasses.asdict(result) | {"history": None})
     return result
 
 
@@ -441,54 +442,7 @@ def _make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, metric):
     return None
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(e).__name__
-
-
 def load_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
-    """Rebuild a trained model from a run directory (config.json + best.pt or last.pt).
-
-    Weights are loaded with ``weights_only=True``: no pickled code is ever executed. The config is
-    checked before anything is allocated (a tampered size is refused, not attempted).
-    """
-    from seqbench.models.registry import model_from_config
-    if which not in ("best", "last"):
-        raise SeqbenchError(f"which must be 'best' or 'last', got {which!r}")
-    run = Path(run_dir)
-    cfg_path, ckpt = run / "config.json", run / f"{which}.pt"
-    for p in (cfg_path, ckpt):
-        if not p.is_file():
-            raise SeqbenchError(f"{p} not found; is {run} a seqbench run directory?")
-    try:
-        config = json.loads(cfg_path.read_text())["model"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise SeqbenchError(f"{cfg_path} is not a valid seqbench run config ({type(e).__name__}: {e})") from None
-    if not isinstance(config, dict) or not {"name", "d_in", "d_out"} <= set(config):
-        raise SeqbenchError(f"{cfg_path}: 'model' must be a mapping with name, d_in, d_out and the model's options")
-    try:
-        model = model_from_config(config)
-    except SeqbenchError as e:
-        raise SeqbenchError(f"{cfg_path}: {e}") from None
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupted, truncated, empty or not a state_dict
-        raise SeqbenchError(f"cannot load checkpoint {ckpt}: {_first_line(e)}; it is damaged: train the run "
-                            "again") from None
-    if isinstance(state, dict) and "optimizer" in state and "model" in state:  # last.pt: the training state
-        state = state["model"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()
-        raise SeqbenchError(f"checkpoint {ckpt} does not match {cfg_path} "
-                            f"({first[1].strip() if len(first) > 1 else first[0] if first else type(e).__name__})"
-                            ) from None
-    recipe = json.loads(cfg_path.read_text()).get("compress") or {}
-    if not isinstance(recipe, dict) or recipe.get("quantize") not in (None, "int8"):
-        raise SeqbenchError(f"{cfg_path}: 'compress' must be a mapping like {{\"quantize\": \"int8\"}}, got "
-                            f"{str(recipe)[:60]}")
-    if recipe.get("quantize") == "int8":  # `seqbench compress --quantize int8`: derived from the float weights
-        from seqbench.models.quantize import quantize_int8
-        model = quantize_int8(model)
-    return model
+    """Rebuild a trained model from a run directory: ``seqbench.Run.open(run_dir).model(which)``."""
+    from seqbench.train.runs import RunDir
+    return RunDir.open(run_dir).model(which)
