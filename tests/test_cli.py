@@ -107,3 +107,17 @@ def test_an_unwritable_out_is_a_one_line_error(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--task", "adding", "--model", "tcn", "--params", "2k", "--epochs", "1",
                        "--task-opt", "seq_len=10", "--task-opt", "n_train=32", "--out", str(blocker / "run"))
     assert code == 2 and err.count("\n") == 1 and err.startswith("seqbench: error: ") and str(blocker) in err, err
+
+
+def test_every_training_setting_can_be_set_from_the_cli(capsys, tmp_path):
+    """--train-opt reaches the TrainConfig fields that have no flag of their own; a flag wins."""
+    import json
+    code, _, err = run(capsys, "train", "--task", "adding", "--task-opt", "seq_len=8", "--task-opt", "n_train=32",
+                       "--model", "gru", "--params", "2k", "--epochs", "1", "--train-opt", "weight_decay=0.01",
+                       "--train-opt", "gamma=0.5", "--train-opt", "eval_batch_size=7", "--train-opt", "epochs=9",
+                       "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0, err
+    train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (train["weight_decay"], train["gamma"], train["eval_batch_size"], train["epochs"]) == (0.01, 0.5, 7, 1)
+    code, _, err = run(capsys, "train", "--task", "adding", "--model", "gru", "--train-opt", "wd=1")
+    assert code == 2 and "unknown --train-opt wd" in err
