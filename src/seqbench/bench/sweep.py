@@ -9,10 +9,8 @@ run (a shared run directory), keep_state (keep last.pt to continue later), test 
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
