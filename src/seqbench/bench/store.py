@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from seqbench.errors import SeqbenchError
+from seqbench.utils import pid_alive as _pid_alive
 
 LEASE_S = 120.0  # a running trial whose owner has not renewed its lease for this long is up for grabs
 
@@ -71,19 +72,6 @@ COLUMNS = ("key", "task", "model", "seed", "budget", "config", "status", "attemp
 def new_owner() -> str:
     """An identity for one sweep: host, pid and a random token (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def owner_alive(owner: str | None, heartbeat: float | None, now: float | None = None) -> bool:
