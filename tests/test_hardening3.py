@@ -414,3 +414,32 @@ def test_recommend_varies_only_what_a_candidate_uses(tmp_path):
                                                                      "n_test": 16})
     assert len(rec.ranked) >= 2 and all(r.dropout is None for r in rec.ranked)
     assert len({(r.candidate, r.lr) for r in rec.ranked}) == len(rec.ranked)
+
+
+@pytest.mark.parametrize("best,default,noise,winner", [
+    (0.80, 0.79, 0.02, "default"),   # better, but inside the noise: the default first try stays
+    (0.90, 0.79, 0.02, "best"),      # measurably better: replaced
+    (0.80, 0.80, None, "default"),   # no noise estimate: only strictly better replaces it
+])
+def test_the_default_first_try_is_replaced_only_by_something_measurably_better(best, default, noise, winner):
+    from seqbench.recommend import choose
+    rows = [_ranked(best, step_ms=0.01, candidate="gru @2K"), _ranked(default, candidate="tcn @2K")]
+    rows[1].default = True
+    won, _ = choose(rows, 0.5, True, noise)
+    assert won is (rows[1] if winner == "default" else rows[0])
+
+
+def test_a_stratified_split_gives_validation_its_share_and_says_when_it_is_too_small(tmp_path):
+    """52 classes of ~6 sequences: rounding per class gave validation one sequence in all; now each
+    split gets its share of the whole, every class keeps a training sequence, and a validation
+    split with fewer sequences than classes is warned about."""
+    import seqbench
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(52), 6)[:300]
+    path = tmp_path / "many.csv"
+    path.write_text("series,step,f,label\n" + "".join(f"{s},{t},{rng.normal():.3f},{labels[s]}\n"
+                                                     for s in range(300) for t in range(3)))
+    with pytest.warns(UserWarning, match="validation holds 45 sequence\\(s\\) for 52 classes"):
+        task = seqbench.create_task("custom", path=str(path))
+    assert (task.sizes["train"], task.sizes["valid"], task.sizes["test"]) == (210, 45, 45)
+    assert len(np.unique(task.data["train"][1])) == 52

@@ -47,6 +47,7 @@ class SeqModel(nn.Module):
     supports_step: bool = False       # streams with init_state / step when causal
     supports_non_causal: bool = True  # can be built with causal=False
     takes_tokens: bool = False        # input is token ids (B, L) int64, not features (TokenModel)
+    default_choice: bool = False      # what an expert tries first on a new task (recommend trains it first)
     int8: bool = False                # dynamic int8 quantization pays for its step (seqbench.models.quantize)
     registry_name: str | None = None  # set by @register_model
     aux_outputs: list[torch.Tensor] | tuple = ()  # outputs of intermediate levels from the last training

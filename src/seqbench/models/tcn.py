@@ -159,6 +159,8 @@ class TCN(SeqModel):
         return small
 
 
+    default_choice = True  # the TCN paper's conclusion: a generic TCN is the sensible first try
+
     def export_step(self, max_len: int) -> ExportStep:
         return TCNExportStep(self)
 
@@ -166,7 +168,7 @@ class TCN(SeqModel):
     def search_shapes(cls, seq_len: int) -> list[dict]:
         """Two kernel sizes, each deep enough for the receptive field to cover the sequence."""
         return [{"kernel_size": k, "levels": max(1, math.ceil(math.log2((seq_len - 1) / (2 * (k - 1)) + 1)))}
-                for k in (3, 7)]
+                for k in (7, 3)]
 
     def describe(self) -> str:
         return f"{self.levels} levels x {self.hidden}, k={self.kernel_size}"

@@ -39,6 +39,9 @@ from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, re
 from seqbench.recommend import records
 from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, parse_duration  # noqa: F401
 
+MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
+
+
 def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *, models: list[str] | None = None,
               seeds: int = 1, db: str | Path = "recommend.db", out: str | Path | None = None,
               executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
@@ -74,7 +77,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     check_workers(workers, None)
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
         raise SeqbenchError(f"max_epochs must be a positive integer, got {max_epochs!r}")
-    max_epochs = max_epochs or int(task.recommended.get("epochs", 10))
+    if max_epochs is None:  # the task's epochs, but at least MIN_STEPS optimizer steps on a tiny set
+        per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
+        max_epochs = max(int(task.recommended.get("epochs", 10)), math.ceil(MIN_STEPS / per_epoch))
     rungs = _rungs(max_epochs)
 
     # 1-2: candidates and their costs, before anything trains
@@ -128,6 +133,15 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             rows = search.ranked(seeds)
         elapsed = search.spent_before + time.monotonic() - t_start
         records.set_search_spent(search.store, spec.search_id, elapsed)
+        tried = {rec["params"]["candidate"] for rec in search.records.values()}
+        never = [c for c in allowed if c.id not in tried]
+        untried = ""
+        if never:  # say so, and what budget would give each a first rung
+            import os
+            more = sum(search.estimate(c, rungs[0]) for c in never) / max(1, workers or os.cpu_count() or 1)
+            untried = (f"{len(never)} of {len(allowed)} candidates within the limits were never trained in "
+                       f"{fmt_duration(budget_s)}; about --time-budget {fmt_duration(budget_s + more)} would train "
+                       "each one at least for the first rung.")
     finally:
         search.close()
 
@@ -145,6 +159,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             noise, what = validation_noise(task, best), "validation sampling noise"
     winner, close = choose(rows, trivial_valid, hib, noise)
     if winner is not None:
+        if winner.default and winner is not best:
+            within = f"by more than the {what} (+-{noise:.3g})" if noise else "at all"
+            note = (f" It is the default first try, kept because nothing trained was better {within}; the best "
+                    f"validation score was {fmt(best.valid)} ({best.candidate}).")
         if close:
             tie = True
             others = len({r.candidate for r in [best, *close]} - {winner.candidate})
@@ -155,7 +173,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
                          trivial_test=trivial_test, test=test, explanation="", tie=tie, elapsed=elapsed,
-                         budget=budget_s, machine=machine)
+                         budget=budget_s, machine=machine, untried=untried)
     rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
     if out is not None:
         write_answer(rec, out)

@@ -34,6 +34,7 @@ class Ranked:
     epochs: int                   # epochs reached
     train_time: float
     run_dir: str
+    default: bool = False         # the configuration an expert would try first (trained first, never pruned)
 
 @dataclass
 class Recommendation:
@@ -52,22 +53,29 @@ class Recommendation:
     budget: float
     machine: str
     paths: dict[str, str] = field(default_factory=dict)
+    untried: str = ""             # how many allowed candidates never trained, and the budget that would try them
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 def choose(rows: list[Ranked], trivial: float, higher_is_better: bool, noise: float | None
            ) -> tuple[Ranked | None, list[Ranked]]:
-    """The winner and the configurations tied with the best: the best must beat the trivial baseline
-    by more than ``noise``, and any other within ``noise`` of it (at the same epochs) ties, the
-    cheapest step among them winning. (None, []) when nothing clears the baseline."""
+    """The winner and the configurations tied with the best. The best must beat the trivial baseline
+    by more than ``noise`` ((None, []) otherwise). The default configuration (``Ranked.default``),
+    when trained, is replaced only by one measurably better (by more than ``noise``); otherwise any
+    configuration within ``noise`` of the best ties, the cheapest step among them winning."""
     if not rows:
         return None, []
     best = rows[0]
-    margin = best.valid - trivial if higher_is_better else trivial - best.valid
-    if not margin > (noise or 0):
+
+    def margin(a: float, b: float) -> float:
+        return a - b if higher_is_better else b - a
+    if not margin(best.valid, trivial) > (noise or 0):
         return None, []
-    close = [r for r in rows[1:] if r.epochs == best.epochs and noise and abs(r.valid - best.valid) <= noise]
+    default = next((r for r in rows if r.default), None)
+    if default is not None and not margin(best.valid, default.valid) > (noise or 0):
+        return default, []  # nothing measurably better than what an expert would try first
+    close = [r for r in rows[1:] if noise and abs(r.valid - best.valid) <= noise and not r.default]
     sign = -1 if higher_is_better else 1  # within noise: the cheapest step; then fewer params, then the better score
     return min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout or 0.0)), close
 
@@ -120,13 +128,15 @@ def explain(rec: Recommendation, note: str = "", noise: float | None = None, wha
     w = rec.winner
     parts = [f"{w.candidate} ({w.shape}, {w.params:,} params): best validation {m} {fmt(w.valid)} at "
              f"{w.step_ms:.3g} ms/step (trivial baseline {fmt(rec.trivial_valid)}); test {m} "
-             f"{fmt(rec.test.get(m))}.{note}"]
+             f"{fmt(rec.test.get(m))} (trivial baseline on test {fmt(rec.trivial_test)}).{note}"]
     for r in [r for r in best_per_candidate(rec.ranked) if r.candidate != w.candidate][:3]:
         parts.append(f"{r.candidate}: {fmt(r.valid)} at {r.step_ms:.3g} ms ({r.epochs} epochs).")
     for cid, why in rec.excluded[:5]:
         parts.append(f"{cid} excluded: {why}.")
     if len(rec.excluded) > 5:
         parts.append(f"... and {len(rec.excluded) - 5} more excluded by the limits.")
+    if rec.untried:
+        parts.append(rec.untried)
     return " ".join(parts)
 
 def write_answer(rec: Recommendation, out: str | Path) -> dict[str, str]:

@@ -176,10 +176,11 @@ def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | 
                     cached[cand] = Costs(**row)
     todo = [c for c in candidates if c not in cached]
     fresh = measure_costs(task, todo, batch, progress=progress) if todo else {}
-    if db is not None and fresh:
+    keep = [(_cost_key(task, c, batch), dataclasses.asdict(v)) for c, v in fresh.items()
+            if math.isfinite(v.step_ms)]  # what does not fit in memory now may fit later: not cached
+    if db is not None and keep:
         with Store(db) as store:
-            records.put_costs(store, machine, [(_cost_key(task, c, batch), dataclasses.asdict(v)) for c, v in fresh.items()
-                                      if math.isfinite(v.step_ms)])  # what does not fit now may fit later
+            records.put_costs(store, machine, keep)
     return {c: cached.get(c) or fresh[c] for c in candidates}
 
 def write_costs(path: str | Path, task, costs: dict[Candidate, Costs], batch: int) -> None:

@@ -100,6 +100,12 @@ class Search:
                     distributions=self.dists, intermediate_values={int(k): v for k, v in rec["values"].items()}))
             elif rec["state"] == "RUNNING":
                 self.study.enqueue_trial(rec["params"])
+        self.default_tid = None
+        default = self.default_params()
+        if default is not None:  # what an expert would try first: trained first, to the end, never pruned
+            self.default_tid = _tid(default)
+            if self.default_tid not in self.records:
+                self.study.enqueue_trial(default)
         self.driver = None
         self.t_start = time.monotonic()
 
@@ -107,6 +113,19 @@ class Search:
         if self.driver is not None:
             self.driver.close()
         self.store.close()
+
+    def default_params(self) -> dict | None:
+        """The default configuration: the largest allowed candidate of the model the registry marks
+        as the default choice (``SeqModel.default_choice``), at its first search shape, with the
+        task's learning rate and the model's default dropout. None if no such candidate is allowed."""
+        from seqbench.models.registry import get_model_entry
+        pool = [c for c in self.allowed if get_model_entry(c.model).cls.default_choice]
+        if not pool:
+            return None
+        top = max(c.params for c in pool)
+        c = next(c for c in pool if c.params == top)  # the grid lists a size's shapes in search_shapes order
+        lr = min(1e-2, max(3e-4, float(self.task.recommended.get("lr", 2e-3))))
+        return {"candidate": c.id, "lr": lr, "dropout": 0.0}
 
     def uses_dropout(self, c: Candidate) -> bool:
         from seqbench.models.registry import get_model_entry
@@ -193,7 +212,7 @@ class Search:
                     if best is None or self.metric.better(rec["value"], best[0]):
                         best = (rec["value"], rec["params"]["candidate"])
                     nxt = next((r for r in rungs if r > rec["reported"]), None)
-                    if nxt is not None and rec["trial"].should_prune():
+                    if nxt is not None and tid != self.default_tid and rec["trial"].should_prune():
                         self.study.tell(rec["trial"], state=optuna.trial.TrialState.PRUNED)
                         rec["state"] = "PRUNED"
                         self.log(tid, live.pop(tid))
@@ -267,8 +286,7 @@ class Search:
             self.driver.cancel()
 
     def ranked(self, seeds: int = 1) -> list[Ranked]:
-        """Trained candidates, best first: the most epochs reached first (a 3-epoch score is not
-        comparable with a 27-epoch one), then the validation metric (mean over seeds)."""
+        """Trained configurations, best validation metric (mean over seeds) first."""
         rows = []
         for tid, rec in self.records.items():
             if rec.get("value") is None:
@@ -286,9 +304,12 @@ class Search:
                                mem_mb=k.mem_mb, lr=rec["params"]["lr"],
                                dropout=rec["params"]["dropout"] if self.uses_dropout(c) else None,
                                valid=statistics.fmean(vals), valid_std=statistics.stdev(vals) if len(vals) > 1 else None,
-                               seeds=len(vals), epochs=epochs, train_time=_train_time(run), run_dir=str(run)))
+                               seeds=len(vals), epochs=epochs, train_time=_train_time(run), run_dir=str(run),
+                               default=tid == self.default_tid))
         hib = self.metric.higher_is_better
-        rows.sort(key=lambda r: (-r.epochs, -r.valid if hib else r.valid))
+        # by the validation score alone: a configuration better at fewer epochs is not ranked below a
+        # worse one that trained longer (its best-on-valid weights are that good); ties: more epochs first
+        rows.sort(key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
         return rows
 
 def _tid(params: dict) -> str:

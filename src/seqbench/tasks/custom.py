@@ -251,16 +251,26 @@ def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[st
 
 
 def _cut(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ...]:
-    """Split ``idx`` by ``fractions`` at random; with ``labels``, within each class (stratified)."""
-    groups = [idx] if labels is None else [idx[labels[idx] == c] for c in np.unique(labels[idx])]
-    cuts: list[list[np.ndarray]] = [[] for _ in fractions]
-    for g in groups:
-        g = rng.permutation(g)
-        bounds = np.cumsum([0] + [f / sum(fractions) for f in fractions]) * len(g)
-        edges = np.round(bounds).astype(int)
-        for k in range(len(fractions)):
-            cuts[k].append(g[edges[k]:edges[k + 1]])
-    out = [np.sort(np.concatenate(c)) for c in cuts]
+    """Split ``idx`` by ``fractions`` at random; with ``labels``, stratified: the sequences, shuffled
+    within each class and laid out class after class, are dealt to the splits in turn by largest
+    deficit, so every split gets its share of the whole (rounding per class would give a class of
+    5 sequences 4/0/1 and leave validation nearly empty) and each class is spread over the splits."""
+    fr = np.asarray(fractions, dtype=float) / sum(fractions)
+    if labels is None:
+        order, first = rng.permutation(idx), np.zeros(len(idx), dtype=bool)
+    else:
+        classes = np.unique(labels[idx])
+        groups = [rng.permutation(idx[labels[idx] == c]) for c in rng.permutation(classes)]
+        order = np.concatenate(groups)
+        first = np.zeros(len(order), dtype=bool)
+        first[np.cumsum([0] + [len(g) for g in groups[:-1]])] = True  # each class's first: to train
+    owner = np.empty(len(order), dtype=np.int64)
+    counts = np.zeros(len(fr))
+    for i in range(len(order)):
+        k = 0 if first[i] else int(np.argmax(fr * (i + 1) - counts))  # the split furthest behind its share
+        owner[i] = k
+        counts[k] += 1
+    out = [np.sort(order[owner == k]) for k in range(len(fr))]
     for k in range(1, len(out)):  # every split gets at least one sequence
         if len(out[k]) == 0 and len(out[0]) > 1:
             out[k], out[0] = out[0][-1:], out[0][:-1]
@@ -298,6 +308,12 @@ class CustomClassification(ClassificationTask):
         self.num_classes = self.d_out = max(self.num_classes, len(self.classes))
         unseen = sorted(set().union(*(np.unique(self.data[s][1]) for s in ("valid", "test"))) -
                         set(np.unique(self.data["train"][1])))
+        n_valid = len(self.data["valid"][1])
+        if n_valid < len(self.classes):
+            import warnings
+            warnings.warn(f"{path.name}: validation holds {n_valid} sequence(s) for {len(self.classes)} classes, so "
+                          "choosing a model on it is mostly noise; give more sequences per class or a larger "
+                          "valid share (split=0.6,0.2,0.2)")
         if unseen:
             import warnings
             warnings.warn(f"{path.name}: class(es) {', '.join(repr(self.classes[int(c)]) for c in unseen[:5])} occur in "
