@@ -443,3 +443,18 @@ def test_a_stratified_split_gives_validation_its_share_and_says_when_it_is_too_s
         task = seqbench.create_task("custom", path=str(path))
     assert (task.sizes["train"], task.sizes["valid"], task.sizes["test"]) == (210, 45, 45)
     assert len(np.unique(task.data["train"][1])) == 52
+
+
+def test_threads_pin_blas_as_well_as_torch():
+    """The NumPy step engines run on BLAS: --threads (and recommend's cost measurement) pins its
+    threads with torch's, or an unpinned OpenBLAS spins a thread per core on every tiny matmul."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from seqbench.utils import pin_threads
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # restore the BLAS setting afterwards
+        pin_threads(1)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas) and torch.get_num_threads() == 1
+    torch.set_num_threads(before)

@@ -175,3 +175,21 @@ def test_streaming_memory_counts_shared_buffers_once():
             m.step(torch.randn(2, 30, 1), state)
             sizes.append(_state_bytes(state))
         assert sizes[0] == sizes[1], (name, sizes)
+
+
+def test_recommend_on_text_sizes_its_grid_above_the_embedding(tmp_path):
+    """Plain text: the size grid starts above the tied embedding (it once started at 2,000 params,
+    below a 29-token x 64 embedding, and failed in 2 s)."""
+    (tmp_path / "book.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)
+    rec = seqbench.recommend("custom", Limits(), budget=20, models=["gru"], db=tmp_path / "r.db", max_epochs=1,
+                             progress=False, task_opts={"path": str(tmp_path / "book.txt")})
+    assert rec.ranked and rec.metric == "bpc"
+    assert min(r.params for r in rec.ranked) > 29 * 64
+
+
+def test_the_default_first_try_trains_first_and_to_the_end(data, tmp_path):
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=25, models=["tcn", "gru"], db=tmp_path / "r.db",
+                             max_epochs=3, progress=False, task_opts={"path": str(data)})
+    default = [r for r in rec.ranked if r.default]
+    assert len(default) == 1 and default[0].model == "tcn" and default[0].epochs == 3
+    assert default[0].candidate.startswith("tcn(k=7")  # the TCN's own kernel size, at the largest size allowed

@@ -35,11 +35,12 @@ def parse_options(items: Sequence[str] | None, what: str) -> dict[str, Any]:
 
 
 def set_threads(threads: int | None) -> None:
-    import torch
+    """--threads N: torch and the BLAS libraries under NumPy (the streaming engines) alike."""
+    from seqbench.utils import pin_threads
     if threads is not None:
         if threads < 1:
             raise SeqbenchError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+        pin_threads(threads)
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -136,10 +136,11 @@ def measure(variants: list[tuple[nn.Module, Any]], task, *, reps: int = 200, rou
             step = (lambda m, s, xt: lambda: m.step(xt, s))(model, state, x_t)
         calls.append(((lambda m: lambda: task.predict(m, x))(model), step))
     times = [([], []) for _ in variants]
+    from threadpoolctl import threadpool_limits
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), threadpool_limits(limits=1):  # BLAS on one thread too, as deployed
             for seq, step in calls:  # warm up
                 seq()
                 for _ in range(reps // 10 if step else 0):

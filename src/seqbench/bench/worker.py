@@ -75,7 +75,8 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
     from seqbench.train import TrainConfig
     from seqbench.utils import seed_everything
 
-    torch.set_num_threads(max(1, threads))
+    from seqbench.utils import pin_threads
+    pin_threads(max(1, threads))
     from seqbench.utils import load_plugin
     for spec in trial.get("imports", ()):  # the user's --import modules: their tasks and models
         load_plugin(spec)

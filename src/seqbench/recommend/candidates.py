@@ -60,10 +60,17 @@ def candidate_space(task, max_params: int | None = None, models: list[str] | Non
     for n in names:
         get_model_entry(n)
     names = [n for n in names if get_model_entry(n).cls.supports_step]
-    top = max_params or DEFAULT_MAX_PARAMS
+    # a token task's embedding (tied to the decoder) comes on top of every model: the grid starts above it
+    embed = task.model_kwargs().get("embed_dim")
+    base = task.d_in * embed + task.d_in if task.input_kind == "tokens" and embed else 0
+    if max_params is not None and max_params < base + MIN_PARAMS:
+        raise SeqbenchError(f"--max-params {max_params:,} does not cover this task's embedding ({base:,} = vocabulary "
+                            f"{task.d_in:,} x embed_dim {embed} + bias) plus the smallest model ({MIN_PARAMS:,}); "
+                            f"give at least {base + MIN_PARAMS:,}")
+    top = max_params or base + DEFAULT_MAX_PARAMS
     sizes, s = [], float(MIN_PARAMS)
-    while s <= top * 1.0001:
-        sizes.append(int(round(s, -2)))
+    while base + s <= top * 1.0001:
+        sizes.append(int(round(base + s, -2)))
         s *= SIZE_FACTOR
     if top not in sizes and top > sizes[-1] * 1.5:
         sizes.append(top)

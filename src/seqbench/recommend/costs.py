@@ -97,6 +97,13 @@ def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int
                   progress: bool | None = None) -> dict[Candidate, Costs]:
     """Measure every candidate's costs on this machine, the step timings interleaved in rounds (so
     a slow moment of a shared machine hits all candidates alike); medians."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=torch.get_num_threads()):  # BLAS on torch's threads, as deployed
+        return _measure(task, candidates, batch, rounds, steps, progress)
+
+
+def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: int, progress: bool | None
+             ) -> dict[Candidate, Costs]:
     from tqdm.auto import tqdm
 
     from seqbench.models.base import count_params
