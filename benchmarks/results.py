@@ -51,6 +51,41 @@ def trials(models: list[str], extras: list[str]) -> list[dict]:
     return memory + main + extra  # cheap first: the memory curve, music, copy memory; then MNIST; adding; the extras
 
 
+# The TCN at the paper's own budget (issue 26): the suite's `full` level (the paper's epochs, data and
+# schedule), seed 0, cheapest first. Targets: the paper's numbers within a margin a CPU rerun should meet.
+FULL_ORDER = ["chorales", "adding", "pmnist", "smnist", "copy_memory"]
+FULL_TARGETS = {"smnist": (">=", 0.985), "pmnist": (">=", 0.965), "adding": ("<=", 1.2e-4),
+                "copy_memory": ("<=", 2e-4), "chorales": ("<=", 8.4)}
+
+
+def full_trials(seeds: list[int]) -> list[dict]:
+    from seqbench.bench.sweep import suite_trials
+    out = suite_trials("tcn-paper", "full", ["tcn"], seeds, FULL_ORDER)
+    return sorted(out, key=lambda t: (t["seed"], FULL_ORDER.index(t["task"])))
+
+
+def full_summary(db: Path, keys: list[str]) -> str:
+    """One row per task: the TCN at the paper's budget beside the paper and the target, with the
+    measured training time of a trial (done trials only; pending ones say so)."""
+    from seqbench.bench import Store
+    from seqbench.tables import fmt, md_table
+    with Store(db, readonly=True) as store:
+        rows = [r for r in store.rows() if r["key"] in set(keys)]
+    body = []
+    for task in FULL_ORDER:
+        rs = [r for r in rows if r["task"] == task and r["status"] == "done"]
+        vals = [r["test_metric"] for r in rs]
+        op, target = FULL_TARGETS[task]
+        mean = statistics.fmean(vals) if vals else None
+        met = "-" if mean is None else ("yes" if (mean >= target if op == ">=" else mean <= target) else "no")
+        hours = [r["train_time"] / 3600 for r in rs if r["train_time"]]
+        body.append([task, MAIN_TASKS[task][0], "pending" if mean is None else fmt(mean) + f" (n={len(vals)})",
+                     fmt(paper_values(task).get("tcn")), f"{op} {fmt(target)}", met,
+                     "-" if not hours else f"{statistics.fmean(hours):.2f} h"])
+    return md_table(["task", "metric", "tcn, full budget", "paper tcn", "target", "met", "training time per trial"],
+                    body)
+
+
 def revision() -> str:
     """The checkout's revision (seqbench.bench.worker.git_revision), marked when files differ from it."""
     from seqbench.bench.worker import git_revision
@@ -115,6 +150,9 @@ def main() -> int:
     ap.add_argument("--extras", default=",".join(EXTRA_MODELS),
                     help=f"models run on {' and '.join(EXTRA_TASKS)} only, seed 0 ('' for none)")
     ap.add_argument("--no-train", action="store_true", help="only rewrite the outputs from the store")
+    ap.add_argument("--full", action="store_true", help="the TCN at the paper's own budget (hours a trial): train "
+                    "those trials only and write results/full_budget.md")
+    ap.add_argument("--full-seeds", default="0", help="seeds of the --full trials (default 0)")
     args = ap.parse_args()
     from common import machine
 
@@ -122,6 +160,8 @@ def main() -> int:
     from seqbench.bench.sweep import validate_trials
     from seqbench.errors import SeqbenchError
     from seqbench.utils import atomic_write_text
+    if args.full:
+        return run_full([int(s) for s in args.full_seeds.split(",")], args.workers, args.no_train)
     todo = trials(args.models.split(","), [m for m in args.extras.split(",") if m])
     try:
         validate_trials(todo)  # a wrong model name fails here, before any output is rewritten
@@ -154,6 +194,25 @@ def main() -> int:
         "- files: report.md / report.html (all trials, plots), summary.md (the comparison with the paper), "
         "results.csv (every trial's row)", ""]))
     print(f"wrote results/report.md, summary.md, RUN.md, results.csv ({len(done)} of {len(todo)} trials done)")
+    return 0
+
+
+def run_full(seeds: list[int], workers: int | None, no_train: bool) -> int:
+    from common import machine
+
+    from seqbench.bench import run_sweep
+    from seqbench.utils import atomic_write_text
+    todo = full_trials(seeds)
+    OUT.mkdir(exist_ok=True)
+    if not no_train:
+        print(run_sweep(todo, DB, workers=workers or 1, cpus_per_trial=1))
+    atomic_write_text(OUT / "full_budget.md", "\n".join([
+        "# The TCN at the paper's own budget", "",
+        full_summary(DB, [t["key"] for t in todo]), "",
+        f"`python benchmarks/results.py --full` (resumable), revision {revision()}, {machine()}, one trial per core.",
+        "Budget: the tcn-paper suite's `full` level (seqbench/bench/sweep.py): the paper's epochs, data sizes and "
+        "learning-rate schedule.", ""]))
+    print("wrote results/full_budget.md")
     return 0
 
 
