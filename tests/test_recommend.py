@@ -193,3 +193,19 @@ def test_the_default_first_try_trains_first_and_to_the_end(data, tmp_path):
     default = [r for r in rec.ranked if r.default]
     assert len(default) == 1 and default[0].model == "tcn" and default[0].epochs == 3
     assert default[0].candidate.startswith("tcn(k=7")  # the TCN's own kernel size, at the largest size allowed
+
+
+def test_a_non_deep_baseline_that_wins_is_said_to(tmp_path):
+    """Classes told apart by the frequency of an oscillation at a random phase: MiniRocket's
+    convolutions see it at once, a 2K GRU trained for one epoch does not. The answer says so."""
+    pytest.importorskip("numba", reason="the baselines extra is not installed (make installs it)")
+    rng = np.random.default_rng(0)
+    n, L = 120, 64
+    y = np.arange(n) % 2
+    t = np.arange(L)
+    x = np.sin(2 * np.pi * np.where(y[:, None] == 1, 0.3, 0.05) * t + rng.uniform(0, 6.3, (n, 1)))
+    np.savez(tmp_path / "freq.npz", x=x + 0.3 * rng.normal(size=x.shape), y=y)
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=30, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, progress=False, task_opts={"path": str(tmp_path / "freq.npz")})
+    assert rec.nondeep is not None and rec.nondeep["valid"] >= 0.9
+    assert "A non-deep baseline beats" in rec.explanation and "MiniRocket + ridge" in rec.explanation

@@ -110,6 +110,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                       search_id=hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12],
                       imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu")
     search = Search(spec, task)
+    from seqbench.recommend.baselines import nondeep_baseline
+    nondeep = nondeep_baseline(task)  # within the budget: its time counts like profiling's
     try:
         profile_s = time.monotonic() - t_start
         remaining = budget_s - search.spent_before - profile_s
@@ -173,8 +175,21 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
                          trivial_test=trivial_test, test=test, explanation="", tie=tie, elapsed=elapsed,
-                         budget=budget_s, machine=machine, untried=untried)
+                         budget=budget_s, machine=machine, untried=untried,
+                         nondeep=None if nondeep is None else dataclasses.asdict(nondeep))
+    if nondeep is not None:  # the answer says when a non-deep baseline beats the deep candidates
+        ref = winner.valid if winner is not None else trivial_valid
+        lead = nondeep.valid - ref if hib else ref - nondeep.valid
+        if lead > (noise or 0):
+            what_lost = f"the recommended {winner.candidate} ({fmt(winner.valid)})" if winner else \
+                f"the trivial baseline ({fmt(trivial_valid)}), which no deep candidate beat"
+            note += (f" A non-deep baseline beats {what_lost} on validation: {nondeep.name} reaches "
+                     f"{fmt(nondeep.valid)} (test {fmt(nondeep.test)}), {fmt(lead)} ahead, beyond the noise; it "
+                     "classifies whole sequences (no streaming step), fitted in "
+                     f"{nondeep.fit_s:.1f}s.")
     rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
+    if winner is None and note:
+        rec.explanation += note
     if out is not None:
         write_answer(rec, out)
     return rec

@@ -54,6 +54,7 @@ class Recommendation:
     machine: str
     paths: dict[str, str] = field(default_factory=dict)
     untried: str = ""             # how many allowed candidates never trained, and the budget that would try them
+    nondeep: dict | None = None   # a strong non-deep baseline's scores (NonDeep as a dict), where one applies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -200,6 +201,10 @@ def ranked_table(rec: Recommendation) -> tuple[list[str], list[list[str]]]:
         row = [str(i), r.candidate, r.shape, f"{r.params:,}", valid, f"{r.step_ms:.3g}", f"{r.mem_mb:.3g}",
                f"{r.lr:.2g}", "-" if r.dropout is None else f"{r.dropout:.2f}", str(r.epochs), f"{r.train_time:.1f}s"]
         rows.append([f"**{c}**" for c in row] if r is rec.winner else row)
+    if rec.nondeep:
+        nd = rec.nondeep
+        rows.append(["-", f"non-deep: {nd['name']}", "no streaming step", "-", fmt(nd["valid"]), "-", "-", "-", "-",
+                     "-", f"{nd['fit_s']:.1f}s"])
     rows.append(["-", "trivial baseline", "-", "0", fmt(rec.trivial_valid), "-", "-", "-", "-", "-", "-"])
     return header, rows
 
@@ -231,6 +236,9 @@ def pareto_plot(rec: Recommendation) -> bytes | None:
         ax.scatter([rec.winner.step_ms], [rec.winner.valid], s=120, facecolors="none", edgecolors="red",
                    label="winner")
     ax.axhline(rec.trivial_valid, color="grey", linestyle="--", linewidth=1, label="trivial baseline")
+    if rec.nondeep:  # not a streaming model: no step latency, so a level to compare with
+        ax.axhline(rec.nondeep["valid"], color="tab:purple", linestyle=":", linewidth=1.2,
+                   label=f"non-deep: {rec.nondeep['name']}")
     ax.set_xscale("log")
     from matplotlib.ticker import FixedLocator, NullLocator
     lo, hi = min(r.step_ms for r in rec.ranked), max(r.step_ms for r in rec.ranked)
@@ -250,10 +258,11 @@ def pareto_plot(rec: Recommendation) -> bytes | None:
 def print_recommendation(rec: Recommendation, file=sys.stdout, top: int = 12) -> None:
     from seqbench.tables import format_table
     header, rows = ranked_table(rec)
-    if len(rows) > top + 1:  # the best, the winner wherever it ranks, and the baseline; the rest in the files
-        keep = [r for i, r in enumerate(rows[:-1]) if i < top or r[0].startswith("**")]
-        rows = keep + [["...", f"{len(rows) - 1 - len(keep)} more candidates in recommendation.md"] + [""] * 9,
-                       rows[-1]]
+    ranked, baselines = [r for r in rows if r[0] != "-"], [r for r in rows if r[0] == "-"]
+    if len(ranked) > top:  # the best, the winner wherever it ranks, and the baselines; the rest in the files
+        keep = [r for i, r in enumerate(ranked) if i < top or r[0].startswith("**")]
+        rows = keep + [["...", f"{len(ranked) - len(keep)} more candidates in recommendation.md"] + [""] * 9,
+                       *baselines]
     print(format_table([dict(zip(header, [c.strip("*") for c in r])) for r in rows], header,
                        align_right=["params", f"valid {rec.metric}", "step (ms)", "memory (MB)", "epochs"]), file=file)
     if rec.excluded:
