@@ -209,3 +209,17 @@ def test_a_non_deep_baseline_that_wins_is_said_to(tmp_path):
                              max_epochs=1, progress=False, task_opts={"path": str(tmp_path / "freq.npz")})
     assert rec.nondeep is not None and rec.nondeep["valid"] >= 0.9
     assert "A non-deep baseline beats" in rec.explanation and "MiniRocket + ridge" in rec.explanation
+
+
+def test_a_small_validation_split_selects_by_cross_validation(data, tmp_path):
+    """90 sequences leave 14 for validation: the best configurations are compared by 5-fold
+    cross-validation on train+valid (test untouched), and the noise is that of the fold mean."""
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["tcn", "gru"],
+                             db=tmp_path / "r.db", max_epochs=2, progress=False, task_opts={"path": str(data)})
+    cv = [r for r in rec.ranked if r.cv_folds]
+    assert cv and all(r.cv_folds == 5 and r.valid_std is not None for r in cv)
+    assert rec.ranked[:len(cv)] == cv  # the cross-validated come first
+    if rec.winner is not None:
+        assert rec.winner.cv_folds == 5
+    task = seqbench.create_task("custom", path=str(data), fold="1/5")
+    assert task.sizes["test"] == seqbench.create_task("custom", path=str(data)).sizes["test"]

@@ -39,6 +39,8 @@ from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, re
 from seqbench.recommend import records
 from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, parse_duration  # noqa: F401
 
+CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
+CV_FOLDS = 5
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 
 
@@ -123,16 +125,27 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                                 f"--time-budget {fmt_duration(max(60.0, 3 * (profile_s + quickest)))} or more")
         t_search = time.monotonic()
         confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
+        from seqbench.tasks.registry import get_task_entry
+        use_cv = task.num_samples("valid") < CV_BELOW and "fold" in get_task_entry(task_name).option_names()
+        cv_share = 0.3 if use_cv else 0.0  # kept for cross-validating the best when validation is small
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
-            search.run(deadline=t_search + remaining * (1 - confirm_share), workers=workers, executor=executor,
-                       progress=progress, t_start=t_start)
+            search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
+                       executor=executor, progress=progress, t_start=t_start)
         rows = search.ranked()
         if not rows:
             raise SeqbenchError(f"no trial finished within the time budget {fmt_duration(budget_s)} (profiling "
                                 f"took {profile_s:.0f}s); give a longer --time-budget")
-        if seeds > 1 and time.monotonic() < t_search + remaining:
-            search.confirm(rows, seeds, deadline=t_search + remaining, workers=workers, executor=executor)
+        if seeds > 1 and time.monotonic() < t_search + remaining * (1 - cv_share):
+            search.confirm(rows, seeds, deadline=t_search + remaining * (1 - cv_share), workers=workers,
+                           executor=executor)
             rows = search.ranked(seeds)
+        if use_cv:  # few validation sequences: the best configurations are compared by k-fold CV instead
+            from seqbench.recommend.answer import best_per_candidate
+            pool = best_per_candidate(rows)[:3] + [r for r in rows if r.default and r not in best_per_candidate(rows)[:3]]
+            cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining, workers=workers,
+                                            executor=executor)
+            if cv_rows:
+                rows = cv_rows + [r for r in rows if r not in pool]
         elapsed = search.spent_before + time.monotonic() - t_start
         records.set_search_spent(search.store, spec.search_id, elapsed)
         tried = {rec["params"]["candidate"] for rec in search.records.values()}
@@ -154,7 +167,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     if rows:  # one noise rule for "beats the baseline" and for ties between candidates
         best = rows[0]
         peers = [r for r in rows[1:] if r.epochs == best.epochs]
-        if best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
+        if best.cv_folds:  # cross-validated: the standard error of the mean over folds
+            spread = max([best.valid_std] + [r.valid_std for r in rows[1:4] if r.cv_folds and r.valid_std])
+            noise, what = spread / math.sqrt(best.cv_folds), f"{best.cv_folds}-fold cross-validation's standard error"
+        elif best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
             noise = max([best.valid_std] + [r.valid_std for r in peers[:3] if r.valid_std is not None])
             what = "seed-to-seed spread"
         else:

@@ -35,6 +35,7 @@ class Ranked:
     train_time: float
     run_dir: str
     default: bool = False         # the configuration an expert would try first (trained first, never pruned)
+    cv_folds: int = 0             # k: valid is the mean over k-fold cross-validation, valid_std its spread
 
 @dataclass
 class Recommendation:
@@ -73,10 +74,11 @@ def choose(rows: list[Ranked], trivial: float, higher_is_better: bool, noise: fl
         return a - b if higher_is_better else b - a
     if not margin(best.valid, trivial) > (noise or 0):
         return None, []
-    default = next((r for r in rows if r.default), None)
+    comparable = [r for r in rows if r.cv_folds == best.cv_folds]  # cross-validated scores compare with their like
+    default = next((r for r in comparable if r.default), None)
     if default is not None and not margin(best.valid, default.valid) > (noise or 0):
         return default, []  # nothing measurably better than what an expert would try first
-    close = [r for r in rows[1:] if noise and abs(r.valid - best.valid) <= noise and not r.default]
+    close = [r for r in comparable[1:] if noise and abs(r.valid - best.valid) <= noise and not r.default]
     sign = -1 if higher_is_better else 1  # within noise: the cheapest step; then fewer params, then the better score
     return min([best, *close], key=lambda r: (r.step_ms, r.params, sign * r.valid, r.lr, r.dropout or 0.0)), close
 
@@ -197,7 +199,8 @@ def ranked_table(rec: Recommendation) -> tuple[list[str], list[list[str]]]:
     if rec.winner is not None and rec.winner not in shown:
         shown = [rec.winner if r.candidate == rec.winner.candidate else r for r in shown]
     for i, r in enumerate(shown, 1):
-        valid = fmt(r.valid) + (f" ± {fmt(r.valid_std)} (n={r.seeds})" if r.valid_std is not None else "")
+        valid = fmt(r.valid) + ("" if r.valid_std is None else f" ± {fmt(r.valid_std)} " + (
+            f"({r.cv_folds}-fold CV)" if r.cv_folds else f"(n={r.seeds})"))
         row = [str(i), r.candidate, r.shape, f"{r.params:,}", valid, f"{r.step_ms:.3g}", f"{r.mem_mb:.3g}",
                f"{r.lr:.2g}", "-" if r.dropout is None else f"{r.dropout:.2f}", str(r.epochs), f"{r.train_time:.1f}s"]
         rows.append([f"**{c}**" for c in row] if r is rec.winner else row)

@@ -5,6 +5,7 @@ trials in the results store, run by the sweep executors; the search's log in the
 lets a killed search resume."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -137,15 +138,18 @@ class Search:
         per_epoch = (self.steps_per_epoch * k.train_step_ms + self.task.num_samples("valid") * k.seq_ms / 4) / 1e3
         return self.overhead + per_epoch * epochs * self.calibration
 
-    def trial(self, params: dict, epochs: int, s: int) -> dict:
+    def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | None = None) -> dict:
+        """The sweep trial of a configuration (seed ``s``; ``fold`` (i, k): fold i of k as validation)."""
         from seqbench.bench.sweep import make_trial
         c = self.by_id[params["candidate"]]
         opts = dict(c.opts)
         if self.uses_dropout(c):
             opts["dropout"] = round(params["dropout"], 3)
-        t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=self.task_opts, model_opts=opts,
+        task_opts = self.task_opts if fold is None else {**self.task_opts, "fold": f"{fold[0]}/{fold[1]}"}
+        t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=task_opts, model_opts=opts,
                        train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device})
-        t.update(run=f"search-{self.search_id}-{_tid(params)}-s{s}", keep_state=True, test=False)
+        run = f"search-{self.search_id}-{_tid(params)}-s{s}" + ("" if fold is None else f"-fold{fold[0]}of{fold[1]}")
+        t.update(run=run, keep_state=True, test=False)
         if self.spec.imports:
             t["imports"] = list(self.spec.imports)
         return t
@@ -264,23 +268,42 @@ class Search:
 
     def confirm(self, rows: list[Ranked], seeds: int, deadline: float, workers: int | None, executor: str) -> None:
         """Train the top three again with seeds 1..seeds-1, as far as the first seed went."""
+        self._train_all([self.trial(_params(r), r.epochs, s) for r in rows[:3] for s in range(1, seeds)],
+                        deadline, workers, executor)
+
+    def cross_validate(self, rows: list[Ranked], k: int, deadline: float, workers: int | None,
+                       executor: str) -> list[Ranked]:
+        """Score ``rows`` by k-fold cross-validation on train+valid (each fold trained as far as the
+        configuration went): their ``valid`` becomes the mean over folds, ``valid_std`` the folds'
+        spread, ``cv_folds`` k. Configurations whose folds did not all finish by ``deadline`` are
+        left out."""
+        jobs = {(i, f): self.trial(_params(r), r.epochs, 0, (f, k)) for i, r in enumerate(rows) for f in range(k)}
+        self._train_all(list(jobs.values()), deadline, workers, executor)
+        out = []
+        for i, r in enumerate(rows):
+            vals = [self.store.row(jobs[i, f]["key"]) for f in range(k)]
+            if all(v is not None and v["status"] == "done" for v in vals):
+                scores = [v["best_valid"] for v in vals]
+                out.append(dataclasses.replace(r, valid=statistics.fmean(scores), valid_std=statistics.stdev(scores),
+                                               cv_folds=k))
+        hib = self.metric.higher_is_better
+        return sorted(out, key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
+
+    def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
+        """Run every trial not yet done in the store, until they end or ``deadline``."""
         from seqbench.bench.runner import Driver
         self.driver = Driver(self.store, executor, workers=workers, cpus_per_trial=1)
-        todo = [(r, s) for r in rows[:3] for s in range(1, seeds)]
-        running: dict[str, tuple[Ranked, int]] = {}
+        todo, running = list(trials), set()
         try:
             while (todo or running) and time.monotonic() < deadline:
                 while todo and self.driver.has_slot():
-                    r, s = todo.pop(0)
-                    params = {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout or 0.0}
-                    t = self.trial(params, r.epochs, s)
+                    t = todo.pop(0)
                     self.store.add([t])
-                    if self.store.status(t["key"]) == "done" or self.driver.submit(t):
-                        running[t["key"]] = (r, s)
+                    if self.store.status(t["key"]) != "done" and self.driver.submit(t):
+                        running.add(t["key"])
                 for t, _, _ in self.driver.poll():
-                    running.pop(t["key"], None)
-                for key in [k for k in running if self.store.status(k) == "done"]:
-                    running.pop(key)
+                    running.discard(t["key"])
+                running = {key for key in running if self.store.status(key) != "done"}
                 time.sleep(0.05)
         finally:
             self.driver.cancel()
@@ -311,6 +334,10 @@ class Search:
         # worse one that trained longer (its best-on-valid weights are that good); ties: more epochs first
         rows.sort(key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
         return rows
+
+def _params(r: Ranked) -> dict:
+    return {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout or 0.0}
+
 
 def _tid(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]

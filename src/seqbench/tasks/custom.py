@@ -39,7 +39,8 @@ ONLY_FOR = {"value": {"forecast"}, "lookback": {"forecast"}, "horizon": {"foreca
             "normalize": {"classification", "regression", "per_step"}, "test_path": {"classification", "regression",
                                                                                    "per_step"},
             "level": {"lm"}, "seq_len": {"lm"}, "valid_len": {"lm"}, "id": {"classification", "regression", "per_step"},
-            "step": {"classification", "regression", "per_step", "forecast"}}
+            "step": {"classification", "regression", "per_step", "forecast"},
+            "fold": {"classification", "regression", "per_step"}}
 DEFAULTS = {"id": "series", "step": "step", "label": "label", "target": "target", "normalize": "none",
             "transform": "none", "horizon": 1, "season": 1, "level": "char", "seq_len": 128, "valid_len": 64}
 NORMALIZE = ("none", "series", "feature")
@@ -64,12 +65,14 @@ def custom_task(path: str = "", kind: str = "auto", id: str | None = None, step:
                 label: str | None = None, target: str | None = None, value: str | None = None,
                 features: str | None = None, lookback: int | None = None, horizon: int | None = None,
                 season: int | None = None, seed: int = 0, split: str | tuple[float, ...] | list[float] | None = None,
+                fold: str | None = None,
                 test_path: str | None = None,
                 normalize: str | None = None, transform: str | None = None, level: str | None = None,
                 seq_len: int | None = None, valid_len: int | None = None) -> Task:
     """Your own file: CSV/Parquet/NPZ sequences (classification, regression, per-step targets), a
     series to forecast, or text / token ids to model (see README, "Your own data")."""
     given = {k: v for k, v in dict(id=id, step=step, label=label, target=target, value=value, features=features,
+                                   fold=fold,
                                    lookback=lookback, horizon=horizon, season=season, split=split, test_path=test_path,
                                    normalize=normalize, transform=transform, level=level, seq_len=seq_len,
                                    valid_len=valid_len).items() if v is not None}
@@ -190,6 +193,12 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
         raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
     parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
                            path)
+    if task.opts.get("fold") is not None:  # cross-validation: train+valid re-cut into k folds, test kept
+        i, k = parse_fold(task.opts["fold"], path)
+        pool = np.concatenate([parts["train"], parts["valid"]])
+        folds = _cut(pool, y if stratify else None, (1.0,) * k, np.random.default_rng(seed + 1))
+        parts["valid"] = folds[i]
+        parts["train"] = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
     fitted = fit_normalization([xs[i] for i in parts["train"]], how)
     xs = normalize(xs, fitted)
     lengths = np.array([len(s) for s in xs])
@@ -233,6 +242,17 @@ def normalize(xs: list[np.ndarray], fitted: dict) -> list[np.ndarray]:
         mean, std = np.asarray(fitted["mean"]), np.asarray(fitted["std"])
         return [(x - mean) / std for x in xs]
     return xs
+
+
+def parse_fold(fold, path) -> tuple[int, int]:
+    """'2/5' -> (2, 5): fold 2 of 5 is the validation split."""
+    try:
+        i, k = (int(v) for v in str(fold).split("/"))
+    except ValueError:
+        i, k = -1, 0
+    if not (2 <= k <= 20 and 0 <= i < k):
+        raise _fail(path, f"fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, e.g. 0/5")
+    return i, k
 
 
 def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[str, np.ndarray]:
