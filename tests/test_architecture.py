@@ -147,3 +147,18 @@ def test_a_plugin_model_gets_every_path_without_touching_seqbench(tmp_path):
     out = run("recommend", "--import", "my_models.py", *task, "--models", "ema,gru", "--max-params", "2k",
               "--time-budget", "20", "--max-epochs", "1", "--db", "r.db", "--no-progress")
     assert re.search(r"\bema @", out), out[-1500:]
+
+
+def test_every_extension_point_is_one_registry():
+    """Models, tasks, executors and export formats: the same small registry, the same errors."""
+    from seqbench.bench.runner import EXECUTORS
+    from seqbench.export import FORMATS
+    from seqbench.models.registry import MODELS
+    from seqbench.registry import Registry
+    from seqbench.tasks.registry import TASKS
+    for reg, known in ((MODELS, "tcn"), (TASKS, "adding"), (EXECUTORS, "local"), (FORMATS, "onnx")):
+        assert isinstance(reg, Registry) and known in reg.names()
+        with pytest.raises(seqbench.SeqbenchError, match=rf"unknown {reg.kind} 'nope'.*choose one of: .*{known}"):
+            reg.get("nope")
+        with pytest.raises(ValueError, match="already registered"):
+            reg.register(known, reg.get(known))

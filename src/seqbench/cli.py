@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a trained run to ONNX or torch.export (.pt2), optionally as "
                         "one streaming step with its state as inputs/outputs", parents=[on_run])
     ex.add_argument("--out", required=True, help="the file to write: model.onnx or model.pt2")
-    ex.add_argument("--format", choices=["onnx", "pt2"], help="default: from --out's extension")
+    ex.add_argument("--format", help="onnx | pt2 (or a registered format); default: from --out's extension")
     ex.add_argument("--streaming", action="store_true",
                     help="export one step: (x_t, *state) -> (y_t, *next_state) (causal models)")
     ex.add_argument("--max-len", type=int, default=1024,

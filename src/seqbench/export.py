@@ -18,16 +18,85 @@ import importlib.util
 import io as io_module
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import StateSpec, plain_copy  # noqa: F401 (re-exported: export's API)
+from seqbench.registry import Registry
 
-FORMATS = ("onnx", "pt2")
 OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A file format: ``write(ep, module, args, io, tmp)`` writes the traced program (``ep``, or None
+    where torch.export could not keep the length dynamic and the format falls back to tracing
+    ``module``), and ``load(path)`` returns a function running the file on tensors (for the check).
+    ``dynamic_fallback``: whether the format can keep a length torch.export fixes."""
+    name: str
+    write: Callable[..., None]
+    load: Callable[[Path], Callable[..., list[torch.Tensor]]]
+    dynamic_fallback: bool = False
+    can_run: Callable[[], bool] = lambda: True
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
+
+
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    return FORMATS.register(fmt.name, fmt)
+
+
+def _write_pt2(ep, module, args, io, tmp) -> None:
+    buf = io_module.BytesIO()
+    torch.export.save(ep, buf)
+    Path(tmp).write_bytes(buf.getvalue())
+
+
+def _load_pt2(path: Path):
+    prog = torch.export.load(str(path)).module()
+
+    def run(*a):
+        y = prog(*a)
+        return [y] if isinstance(y, torch.Tensor) else list(y)
+    return run
+
+
+def _write_onnx(ep, module, args, io, tmp) -> None:
+    from seqbench.data import require
+    require("onnxscript", extra="export", why="ONNX export")
+    onnx = require("onnx", extra="export", why="ONNX export")
+    names_in, names_out = [s["name"] for s in io["inputs"]], [s["name"] for s in io["outputs"]]
+    if ep is not None:
+        torch.onnx.export(ep, args, input_names=names_in, output_names=names_out, opset_version=OPSET,
+                          dynamo=True, verbose=False).save(str(tmp))
+    else:  # the classic exporter, whose recurrent ops keep the length dynamic
+        axes = {"x": {0: "batch", 1: "length"}, "y": {0: "batch", 1: "length"}}
+        torch.onnx.export(module, args, str(tmp), input_names=names_in, output_names=names_out,
+                          opset_version=OPSET, dynamo=False, dynamic_axes=axes)
+    proto = onnx.load(str(tmp))
+    _name_dims(proto, io)  # exporters leave some output dims fixed at the example's sizes
+    onnx.save(proto, str(tmp))
+
+
+def _load_onnx(path: Path):
+    import numpy as np
+
+    from seqbench.data import require
+    ort = require("onnxruntime", extra="export", why="checking an ONNX export")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return lambda *a: [torch.from_numpy(np.asarray(v)) for v in sess.run(None, dict(zip(names, [t.numpy() for t in a])))]
+
+
+register_format(ExportFormat("onnx", _write_onnx, _load_onnx, dynamic_fallback=True,
+                             can_run=lambda: importlib.util.find_spec("onnxruntime") is not None))
+register_format(ExportFormat("pt2", _write_pt2, _load_pt2))
 
 
 class StreamingStep(nn.Module):
@@ -116,8 +185,7 @@ def export_model(model: nn.Module, out: str | Path, fmt: str = "onnx", *, stream
     outputs. Returns that description. Batch and length are dynamic, except where the model says
     its graph's length is fixed (``export_fixed_length``) or torch.export fixes it."""
     from seqbench.utils import atomic_write
-    if fmt not in FORMATS:
-        raise SeqbenchError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    FORMATS.get(fmt)  # an unknown format: one line naming the known ones
     out = Path(out)
     if not out.parent.is_dir():
         raise SeqbenchError(f"cannot write {out}: directory {out.parent} does not exist")
@@ -169,7 +237,7 @@ def _export(module, fmt, args, streaming, fixed_length, out, length, model):
     if ep is None and not streaming and not fixed_length:
         # the length cannot stay dynamic through torch.export (fused recurrent kernels specialize it):
         # ONNX gets the classic exporter, whose recurrent ops keep it; a .pt2 gets a fixed length
-        if fmt == "onnx":
+        if FORMATS.get(fmt).dynamic_fallback:
             exporter = "torch.onnx (classic)"
         else:
             fixed_length = True
@@ -178,29 +246,7 @@ def _export(module, fmt, args, streaming, fixed_length, out, length, model):
         raise SeqbenchError(f"torch.export could not trace {type(model).__name__}'s "
                             f"{'step' if streaming else 'forward'}; export the other graph, or file an issue")
     io = _io_spec(module, streaming, length, fixed_length)
-    names_in, names_out = [s["name"] for s in io["inputs"]], [s["name"] for s in io["outputs"]]
-    if fmt == "pt2":
-        def write(tmp):
-            buf = io_module.BytesIO()
-            torch.export.save(ep, buf)
-            Path(tmp).write_bytes(buf.getvalue())
-    else:
-        from seqbench.data import require
-        require("onnxscript", extra="export", why="ONNX export")
-        onnx = require("onnx", extra="export", why="ONNX export")
-
-        def write(tmp):
-            if ep is not None:
-                torch.onnx.export(ep, args, input_names=names_in, output_names=names_out, opset_version=OPSET,
-                                  dynamo=True, verbose=False).save(str(tmp))
-            else:
-                axes = {"x": {0: "batch", 1: "length"}, "y": {0: "batch", 1: "length"}}
-                torch.onnx.export(module, args, str(tmp), input_names=names_in, output_names=names_out,
-                                  opset_version=OPSET, dynamo=False, dynamic_axes=axes)
-            proto = onnx.load(str(tmp))
-            _name_dims(proto, io)  # exporters leave some output dims fixed at the example's sizes
-            onnx.save(proto, str(tmp))
-    atomic_write(out, write)
+    atomic_write(out, lambda tmp: FORMATS.get(fmt).write(ep, module, args, io, tmp))
     return ep, exporter, fixed_length
 
 
@@ -225,7 +271,6 @@ def _name_dims(proto, io: dict) -> None:
 def verify(model: nn.Module, out: str | Path, *, steps: int = 32, batch: int = 2, seed: int = 0) -> float:
     """Run the exported file (onnxruntime / torch.export.load) against the model in PyTorch on random
     input; return the largest absolute difference over outputs and next states."""
-    import numpy as np
     out = Path(out)
     desc = json.loads(out.with_name(out.name + ".json").read_text())
     g = torch.Generator().manual_seed(seed)
@@ -234,17 +279,7 @@ def verify(model: nn.Module, out: str | Path, *, steps: int = 32, batch: int = 2
     def draw(*shape):
         return (torch.randint(0, model.d_in, shape, generator=g) if token
                 else torch.randn(*shape, generator=g, dtype=next(model.parameters()).dtype))
-    if desc["format"] == "onnx":
-        from seqbench.data import require
-        ort = require("onnxruntime", extra="export", why="checking an ONNX export")
-        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-        run = lambda *a: [torch.from_numpy(np.asarray(v)) for v in sess.run(None, dict(zip(names, [t.numpy() for t in a])))]
-    else:
-        prog = torch.export.load(str(out)).module()
-        def run(*a):
-            y = prog(*a)
-            return [y] if isinstance(y, torch.Tensor) else list(y)
+    run = FORMATS.get(desc["format"]).load(out)
     ref = model.eval()
     err = 0.0
     with torch.no_grad():
@@ -300,7 +335,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, *, 
                             f"float run it came from ({cfg['compress'].get('from', 'its source')})")
     meta = {"model": cfg.get("model"), "task": cfg.get("task"), "preprocessing": cfg.get("fitted") or {}}
     desc = export_model(model, out, fmt, streaming=streaming, max_len=max_len, length=length, meta=meta)
-    if check and not (fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None):
+    if check and FORMATS.get(fmt).can_run():
         desc["max_abs_diff"] = verify(model, out, steps=64)
         bounded = streaming and StreamingStep(model, max_len).max_steps is not None
         desc["checked"] = "random inputs, batch 2, " + (

@@ -36,7 +36,7 @@ from typing import Any
 
 from seqbench.bench.store import Store, new_owner
 from seqbench.errors import SeqbenchError
-from seqbench.utils import suggest
+from seqbench.registry import Registry
 
 RENEW_S = 10.0  # lease renewal period (the lease is LEASE_S; see store.py)
 LOST_CLAIM = "lost its claim to another sweep"  # Driver.poll's error for a trial it no longer owned
@@ -91,28 +91,22 @@ def check_workers(workers: int | None, cpus_per_trial: int | None) -> None:
             raise SeqbenchError(f"{name} must be a positive integer, got {v!r}")
 
 
-EXECUTORS: dict[str, type[Executor]] = {}
+EXECUTORS: Registry[type[Executor]] = Registry("executor")  # filled by the classes below and by plugins
 
 
 def register_executor(name: str):
     def wrap(cls: type[Executor]) -> type[Executor]:
-        if name in EXECUTORS:
-            raise ValueError(f"executor {name!r} is already registered")
         cls.name = name
-        EXECUTORS[name] = cls
-        return cls
+        return EXECUTORS.register(name, cls)
     return wrap
 
 
 def list_executors() -> list[str]:
-    return sorted(EXECUTORS)
+    return EXECUTORS.names()
 
 
 def get_executor(name: str) -> type[Executor]:
-    if name not in EXECUTORS:
-        raise SeqbenchError(f"unknown executor {name!r}{suggest(str(name), list(EXECUTORS))}; "
-                            f"use one of: {', '.join(list_executors())}")
-    return EXECUTORS[name]
+    return EXECUTORS.get(name)
 
 
 def _die_with_parent() -> None:

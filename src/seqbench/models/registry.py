@@ -1,16 +1,20 @@
 """Model registry: ``@register_model`` on a SeqModel class, ``create_model`` to build one."""
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import typing
 from dataclasses import dataclass
 
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import SeqModel
-from seqbench.utils import describe_type, load_entry_point_plugins, matches_type, parse_count, suggest
+from seqbench.registry import Registry
+from seqbench.utils import describe_type, matches_type, parse_count
 
-_MODELS: dict[str, "ModelEntry"] = {}
+def _load_zoo() -> None:
+    import seqbench.models.zoo  # noqa: F401 - its modules' @register_model decorators fill the registry
+
+
+MODELS: Registry["ModelEntry"] = Registry("model", load=_load_zoo)
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,8 @@ MAX_DEPTH = 1000
 def register_model(name: str, *, width_arg: str = "hidden"):
     """Class decorator adding a model to the zoo under ``name`` (refuses duplicates)."""
     def wrap(cls: type[SeqModel]) -> type[SeqModel]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
         doc = (cls.__doc__ or "").strip().splitlines()
-        _MODELS[name] = ModelEntry(name, cls, width_arg, doc[0] if doc else "")
+        MODELS.register(name, ModelEntry(name, cls, width_arg, doc[0] if doc else ""))
         cls.registry_name = name
         return cls
     return wrap
@@ -69,18 +71,11 @@ def register_model(name: str, *, width_arg: str = "hidden"):
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
-    _ensure_loaded()
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+    return MODELS.names(pattern)
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
-    if not isinstance(name, str):
-        raise SeqbenchError(f"a model name is a string such as 'tcn', got {name!r}")
-    if name not in _MODELS:
-        raise SeqbenchError(f"unknown model {name!r}{suggest(name, list(_MODELS))}; "
-                            f"choose one of: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]
+    return MODELS.get(name)
 
 
 def create_model(name: str, d_in: int, d_out: int, *, params: int | str | None = None,
@@ -148,9 +143,3 @@ def model_from_config(config: dict) -> SeqModel:
                             f"got {str(config)[:80]!r}")
     cfg = dict(config)
     return create_model(cfg.pop("name"), cfg.pop("d_in"), cfg.pop("d_out"), **cfg)
-
-
-def _ensure_loaded() -> None:
-    # Importing the zoo modules runs their @register_model decorators; plugins register theirs.
-    import seqbench.models.zoo  # noqa: F401
-    load_entry_point_plugins()

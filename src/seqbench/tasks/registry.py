@@ -8,7 +8,6 @@ one-line errors.
 """
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import typing
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from typing import Any, Callable
 
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.base import Task
-from seqbench.utils import check_seed, describe_type, load_entry_point_plugins, matches_type, suggest
+from seqbench.registry import Registry
+from seqbench.utils import check_seed, describe_type, matches_type
 
 
 @dataclass(frozen=True)
@@ -50,35 +50,37 @@ class TaskEntry:
 POSITIVE = {"seq_len", "T", "n_train", "n_valid", "n_test", "lookback", "horizon", "season", "valid_len",
             "max_tokens", "n_pieces", "steps_per_quarter"}
 
-_TASKS: dict[str, TaskEntry] = {}
+def _load_builtin() -> None:  # importing the task modules runs their @register_task decorators
+    import seqbench.tasks.custom  # noqa: F401
+    import seqbench.tasks.forecast  # noqa: F401
+    import seqbench.tasks.language  # noqa: F401
+    import seqbench.tasks.mnist  # noqa: F401
+    import seqbench.tasks.music  # noqa: F401
+    import seqbench.tasks.synthetic  # noqa: F401
+    import seqbench.tasks.tsc  # noqa: F401
+
+
+TASKS: Registry[TaskEntry] = Registry("task", load=_load_builtin)
 
 
 def register_task(name: str, *, listed_variants: tuple[str, ...] | None = None):
     """Add a task (a Task subclass or a factory function) under ``name``; refuses duplicates.
     ``listed_variants`` defaults to the class attribute of that name (or just the plain name)."""
     def wrap(factory):
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} is already registered")
         variants = listed_variants if listed_variants is not None else getattr(factory, "listed_variants", ("",))
-        _TASKS[name] = TaskEntry(name, factory, tuple(variants))
+        TASKS.register(name, TaskEntry(name, factory, tuple(variants)))
         return factory
     return wrap
 
 
 def list_tasks(pattern: str = "*") -> list[str]:
-    _ensure_loaded()
-    return sorted(n for n in _TASKS if fnmatch.fnmatch(n, pattern))
+    return TASKS.names(pattern)
 
 
 def get_task_entry(name: str) -> TaskEntry:
-    _ensure_loaded()
     if not isinstance(name, str):
         raise SeqbenchError(f"a task name is a string such as 'adding', got {name!r}")
-    family = name.split(":", 1)[0]
-    if family not in _TASKS:
-        raise SeqbenchError(f"unknown task {name!r}{suggest(family, list(_TASKS))}; "
-                            f"choose one of: {', '.join(sorted(_TASKS))}")
-    return _TASKS[family]
+    return TASKS.get(name.split(":", 1)[0])
 
 
 def create_task(name: str, **cfg) -> Task:
@@ -91,14 +93,3 @@ def create_task(name: str, **cfg) -> Task:
     # the options that built it, so config() rebuilds it (a task's own config() adds what it resolved)
     task._recorded = {k: v for k, v in cfg.items() if k != "variant"}
     return task
-
-
-def _ensure_loaded() -> None:
-    import seqbench.tasks.custom  # noqa: F401
-    import seqbench.tasks.forecast  # noqa: F401
-    import seqbench.tasks.language  # noqa: F401
-    import seqbench.tasks.mnist  # noqa: F401
-    import seqbench.tasks.music  # noqa: F401
-    import seqbench.tasks.synthetic  # noqa: F401
-    import seqbench.tasks.tsc  # noqa: F401
-    load_entry_point_plugins()  # installed packages' tasks and models (entry-point group seqbench.plugins)

@@ -112,8 +112,8 @@ class RunDir:
 
     def task(self):
         """The task, rebuilt from the options recorded with the run."""
-        import seqbench
+        from seqbench.tasks.registry import create_task
         cfg = dict(self.config.get("task") or {})
         if "name" not in cfg:
             raise SeqbenchError(f"{self.path / CONFIG}: 'task' has no name")
-        return seqbench.create_task(cfg.pop("name"), **cfg)
+        return create_task(cfg.pop("name"), **cfg)
