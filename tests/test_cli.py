@@ -121,3 +121,15 @@ def test_every_training_setting_can_be_set_from_the_cli(capsys, tmp_path):
     assert (train["weight_decay"], train["gamma"], train["eval_batch_size"], train["epochs"]) == (0.01, 0.5, 7, 1)
     code, _, err = run(capsys, "train", "--task", "adding", "--model", "gru", "--train-opt", "wd=1")
     assert code == 2 and "unknown --train-opt wd" in err
+
+
+def test_old_spellings_work_for_one_release_with_a_deprecation_line(capsys, tmp_path):
+    """--patience (now --early-stop), bench --budget (now --scale) and recommend --seeds N (now
+    --repeats N): each still works, and says what replaces it."""
+    code, _, err = run(capsys, "train", "--task", "adding", "--model", "tcn", "--patience", "0")
+    assert code == 2 and "--patience N (early stopping) is deprecated" in err and "--early-stop" in err
+    code, _, err = run(capsys, "bench", "--db", str(tmp_path / "r.db"), "--suite", "tcn-paper", "--budget", "quick",
+                       "--models", "tcn", "--epochs", "0")
+    assert code == 2 and "use --scale" in err and "epochs must be >= 1" in err
+    code, _, err = run(capsys, "recommend", "--task", "adding", "--seeds", "0", "--db", str(tmp_path / "q.db"))
+    assert code == 2 and "use --repeats N" in err and "seeds must be a positive integer" in err

@@ -100,8 +100,20 @@ def _train_config(args: argparse.Namespace, task) -> "Any":
     from seqbench.train import TrainConfig
     flags = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
                  schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
-                 early_stop=args.patience, device=args.device, precision=args.precision)
+                 early_stop=_early_stop(args), device=args.device, precision=args.precision)
     return TrainConfig.for_task(task, **{**train_options(args), **{k: v for k, v in flags.items() if v is not None}})
+
+
+def deprecated(old: str, new: str) -> None:
+    """An old spelling still works for one release, with one line saying what replaces it."""
+    print(f"seqbench: warning: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
+
+
+def _early_stop(args: argparse.Namespace) -> int | None:
+    if args.patience is not None:  # TrainConfig.patience is the plateau schedule's: one word, one meaning
+        deprecated("--patience N (early stopping)", "--early-stop N")
+        return args.patience if args.early_stop is None else args.early_stop
+    return args.early_stop
 
 
 def train_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,7 +225,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.suite:
         if not models:
             raise SeqbenchError("--suite needs --models, e.g. --models tcn,lstm,gru")
-        trials = suite_trials(args.suite, args.budget, models, seeds, tasks or None)
+        if args.budget is not None:  # "budget" also means a parameter count and a time: --scale says this one
+            deprecated("--budget quick|standard|full", "--scale")
+        trials = suite_trials(args.suite, args.scale if args.budget is None else args.budget, models, seeds,
+                              tasks or None)
     else:
         if not tasks or not models:
             raise SeqbenchError("give --tasks and --models (or --suite NAME, or --config sweep.toml)")
@@ -252,7 +267,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from seqbench.recommend import print_recommendation, recommend
     set_threads(1)  # the driver's own timings and the winner's test: one thread, like the trials
     imports = load_imports(args)
-    rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=args.seeds,
+    if args.seeds is not None:  # --seeds is a list of seeds in bench; here it was a count
+        deprecated("recommend --seeds N", "--repeats N")
+    repeats = args.repeats if args.repeats is not None else args.seeds if args.seeds is not None else 1
+    rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=repeats,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
                     task_opts=parse_options(args.task_opt, "--task-opt"), imports=imports, device=args.device)
@@ -262,7 +280,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import seqbench
-    from seqbench.recommend import candidate_space, measure_costs, write_costs
+    from seqbench.recommend import candidate_space, exclusions, measure_costs, write_costs
     set_threads(args.threads)
     load_imports(args)
     if Path(args.out).is_dir() or not Path(args.out).absolute().parent.is_dir():
@@ -273,9 +291,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     cands = candidate_space(task, limits.max_params, _csv(args.models) or None)
     costs = measure_costs(task, cands, limits.batch, progress=False if args.no_progress else None)
     write_costs(args.out, task, costs, limits.batch)
+    out = exclusions(costs, limits)  # the limits given: which candidates they would exclude, and why
     rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}",
-             "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}"} for c, k in costs.items()]
-    print(format_table(rows, ["candidate", "params", "step (ms)", "sequence (ms)", "memory (MB)"],
+             "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}",
+             "limits": f"excluded: {out[c]}" if c in out else "within"} for c, k in costs.items()]
+    print(format_table(rows, ["candidate", "params", "step (ms)", "sequence (ms)", "memory (MB)", "limits"],
                        align_right=["params", "step (ms)", "sequence (ms)", "memory (MB)"]))
     print(f"{len(costs)} candidates measured at batch {limits.batch}; written to {args.out} "
           "(use it with seqbench recommend --costs)")
@@ -381,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("--device", default="auto", help="auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps")
     tr.add_argument("--precision", default="32", help="32 | bf16 | 16 (autocast; 16 needs a GPU)")
-    tr.add_argument("--patience", type=int, help="early stopping: stop after N epochs without a better valid metric")
+    tr.add_argument("--early-stop", type=int, metavar="N",
+                    help="early stopping: stop after N epochs without a better valid metric")
+    tr.add_argument("--patience", type=int, help=argparse.SUPPRESS)  # deprecated spelling of --early-stop
     tr.add_argument("--compile", action="store_true",
                     help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
     tr.set_defaults(func=cmd_train)
@@ -393,8 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--params", help="comma-separated budgets, e.g. 10k,70k (default: each model's default size)")
     b.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     b.add_argument("--suite", help="a predefined suite: tcn-paper (the paper's tasks and configurations)")
-    b.add_argument("--budget", default="quick", choices=["quick", "standard", "full"],
+    b.add_argument("--scale", default="quick", choices=["quick", "standard", "full"],
                    help="suite scale: quick (minutes on 2 cores), standard, full (the paper's schedule)")
+    b.add_argument("--budget", choices=["quick", "standard", "full"], help=argparse.SUPPRESS)  # deprecated: --scale
     b.add_argument("--config", help="a sweep from a TOML/YAML file (see README)")
     b.add_argument("--task-opt", action="append", metavar="KEY=VALUE")
     b.add_argument("--model-opt", action="append", metavar="KEY=VALUE")
@@ -430,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recommend", help="the best architecture and size for a task under your limits", parents=[plugin])
     add_limits(rc)
     rc.add_argument("--time-budget", default="10m", help="time to decide, e.g. 300, 90s, 5m, 1h (default 10m)")
-    rc.add_argument("--seeds", type=int, default=1, help="seeds for the top candidates (2+: ties judged on seed spread)")
+    rc.add_argument("--repeats", type=int, default=None, metavar="N",
+                    help="train the top three N times, seeds 0..N-1 (2+: ties judged on the seed spread; default 1)")
+    rc.add_argument("--seeds", type=int, help=argparse.SUPPRESS)  # deprecated: a count here, a list in bench
     rc.add_argument("--db", default="recommend.db", help="results store (rerun to resume; default recommend.db)")
     rc.add_argument("--out", help="directory for recommendation.md/.html/.json, pareto.png and the winner's run")
     rc.add_argument("--executor", default="local", help="where trials run: local (default) or ray")

@@ -343,7 +343,10 @@ class RayExecutor(Executor):
         self.refs: dict[Any, None] = {}
 
     def submit(self, trial: dict, run_dir: Path) -> Any:
-        gpus = 1 if str(trial.get("train", {}).get("device", "auto")).startswith("cuda") else 0
+        device = str(trial.get("train", {}).get("device", "auto"))
+        # "auto" means what it means locally: a GPU where there is one (here: where the cluster has one)
+        wants_gpu = device.startswith("cuda") or (device == "auto" and self.ray.cluster_resources().get("GPU", 0) > 0)
+        gpus = 1 if wants_gpu else 0
         ref = self.remote.options(num_gpus=gpus).remote(trial, self.threads, str(run_dir), self.cwd)
         self.refs[ref] = None
         return ref

@@ -94,7 +94,7 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise SeqbenchError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.early_stop is not None and self.early_stop < 1:
-            raise SeqbenchError(f"--patience (early_stop) must be >= 1 epochs, got {self.early_stop}")
+            raise SeqbenchError(f"--early-stop (early_stop) must be >= 1 epochs, got {self.early_stop}")
         if not 0 < self.gamma <= 1:
             raise SeqbenchError(f"gamma (the LR decay factor) must be in (0, 1], got {self.gamma}")
         check_seed(self.seed)
