@@ -458,3 +458,36 @@ def test_threads_pin_blas_as_well_as_torch():
         blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(p["num_threads"] == 1 for p in blas) and torch.get_num_threads() == 1
     torch.set_num_threads(before)
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    """atomic_write leaves its temp file only if killed mid-write; the next write of that file removes
+    a temp whose writer is gone (not one a live writer still holds)."""
+    from seqbench.utils import atomic_write_text
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".m.onnx.{dead.stdout.strip()}.abc.tmp"
+    live = tmp_path / f".m.onnx.{os.getpid()}.def.tmp"
+    stale.write_text("half"), live.write_text("in progress")
+    atomic_write_text(tmp_path / "m.onnx", "whole")
+    assert not stale.exists() and live.exists() and (tmp_path / "m.onnx").read_text() == "whole"
+
+
+def test_compress_reports_pruning_before_fine_tuning_and_int8_params(tmp_path):
+    from seqbench.compress import compress_run
+    run = train_small(tmp_path)
+    rows = compress_run(run, tmp_path / "c", prune=0.5, epochs=1, progress=False)
+    pruned = rows[1]
+    assert "before_finetune" in pruned and pruned["finetune_epochs"] == 1 and "(1 epoch)" in pruned["variant"]
+    table = (tmp_path / "c" / "compression.md").read_text()
+    assert "before fine-tuning" in table and "weights (serialized)" in table
+
+
+def test_recommendation_json_names_its_files(tmp_path):
+    import seqbench
+    from seqbench.recommend import Limits
+    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=15, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, progress=False, out=tmp_path / "rec",
+                             task_opts={"seq_len": 8, "n_train": 64, "n_valid": 16, "n_test": 16})
+    saved = json.loads((tmp_path / "rec" / "recommendation.json").read_text())
+    assert saved["paths"] and saved["paths"] == rec.paths
+    assert all(Path(p).exists() for p in saved["paths"].values())
