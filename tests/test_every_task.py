@@ -22,7 +22,8 @@ SMALL = {"adding": {"seq_len": 16, "n_train": 8, "n_valid": 4, "n_test": 4},
          "pmnist": {"n_train": 8, "n_valid": 4, "n_test": 4},
          "chorales": {"n_pieces": 12},
          "ptb_word": {"seq_len": 12, "valid_len": 6, "max_tokens": 200},
-         "ptb_char": {"seq_len": 12, "valid_len": 6, "max_tokens": 200}}
+         "ptb_char": {"seq_len": 12, "valid_len": 6, "max_tokens": 200},
+         "probe": {"seq_len": 96, "n_train": 8, "n_valid": 4, "n_test": 4}}
 
 
 def _custom_files(tmp: Path) -> dict[str, str]:

@@ -56,6 +56,7 @@ def _load_builtin() -> None:  # importing the task modules runs their @register_
     import seqbench.tasks.language  # noqa: F401
     import seqbench.tasks.mnist  # noqa: F401
     import seqbench.tasks.music  # noqa: F401
+    import seqbench.tasks.probes  # noqa: F401
     import seqbench.tasks.synthetic  # noqa: F401
     import seqbench.tasks.tsc  # noqa: F401
 
