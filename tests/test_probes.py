@@ -43,3 +43,16 @@ def test_a_model_learns_a_short_lag():
     model = seqbench.model_for_task("gru", task, hidden=16)
     r = seqbench.train(model, task, seqbench.TrainConfig(epochs=4, lr=1e-2), progress=False)
     assert r.test["mse"] < 0.3 * task.trivial_baseline
+
+
+def test_the_report_shows_the_optimum_beside_the_metric(tmp_path):
+    pytest.importorskip("matplotlib", reason="the bench extra is not installed (make installs it)")
+    from seqbench.bench import grid_trials, run_sweep, write_report
+    trials = grid_trials(["probe:walk"], ["gru"], [0], [None], {"seq_len": 24, "n_train": 64, "n_valid": 16,
+                                                              "n_test": 16}, {"hidden": 4}, {"epochs": 1})
+    assert run_sweep(trials, tmp_path / "r.db", progress=False).done == 1
+    md = (write_report(tmp_path / "r.db", tmp_path / "rep")["md"]).read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| task"))
+    row = next(line for line in md.splitlines() if line.startswith("| probe:walk"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert "optimum" in header and cells[header.strip("|").split("|").index(" optimum ")] == "0.01"

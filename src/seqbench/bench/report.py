@@ -59,7 +59,7 @@ def results_table(groups: dict) -> tuple[list[str], list[list[str]]]:
     """(header, rows as plain strings with **bold** best), markdown-ready: one row per task and budget."""
     configs = sorted({(t, b) for t, b, _ in groups}, key=_natural)
     models = sorted({m for _, _, m in groups})
-    header = ["task", "budget", "metric"] + models + ["trivial baseline", "paper (Bai et al. 2018)"]
+    header = ["task", "budget", "metric"] + models + ["trivial baseline", "optimum", "paper (Bai et al. 2018)"]
     out = []
     for task, budget in configs:
         cells, means = {}, {}
@@ -80,7 +80,7 @@ def results_table(groups: dict) -> tuple[list[str], list[list[str]]]:
             trivial += f" (chance {fmt(first['chance'])})"
         row = [task, fmt_count(budget), f"{first['metric']} ({'max' if hib else 'min'})"]
         row += [(f"**{cells[m]}**" if m == best else cells[m]) if m in cells else "-" for m in models]
-        out.append(row + [trivial, paper])
+        out.append(row + [trivial, "-" if first.get("optimum") is None else fmt(first["optimum"]), paper])
     return header, out
 
 

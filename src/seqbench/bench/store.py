@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS trials (
     paper REAL,                     -- the paper's number for this model and task, if any
     trivial REAL,                   -- the task's trivial baseline
     chance REAL,                    -- classification: chance level (1 / classes)
+    optimum REAL,                   -- the best possible score, where the task knows it (the probes)
     env TEXT,                       -- seqbench version and git revision, torch, CPU, threads (JSON)
     error TEXT,
     pid INTEGER,                    -- the process running (or that last ran) the trial
@@ -62,10 +63,10 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 """
 # columns added after the first release: added to older databases when they are opened
-ADDED = {"chance": "REAL", "owner": "TEXT", "heartbeat": "REAL"}
+ADDED = {"chance": "REAL", "owner": "TEXT", "heartbeat": "REAL", "optimum": "REAL"}
 COLUMNS = ("key", "task", "model", "seed", "budget", "config", "status", "attempts", "metric", "higher_is_better",
            "test_metric", "best_valid", "test", "history", "params", "receptive_field", "train_time",
-           "samples_per_sec", "infer_ms", "peak_mem_mb", "paper", "trivial", "chance", "env", "error", "pid", "started",
+           "samples_per_sec", "infer_ms", "peak_mem_mb", "paper", "trivial", "chance", "optimum", "env", "error", "pid", "started",
            "finished", "owner", "heartbeat")
 
 

@@ -106,7 +106,7 @@ def execute_trial(trial: dict, threads: int = 1, run_dir: str | None = None) -> 
             "train_time": r.train_time, "samples_per_sec": r.samples_per_sec,
             "infer_ms": inference_latency_ms(task, model), "peak_mem_mb": peak_memory_mb(),
             "paper": task.paper.values.get(trial["model"]), "trivial": task.trivial_baseline,
-            "chance": task.chance_level,
+            "chance": task.chance_level, "optimum": getattr(task, "optimum", None),
             "env": environment(threads) | {"resumed": resume}}
 
 
