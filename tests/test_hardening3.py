@@ -409,7 +409,7 @@ def test_recommend_varies_only_what_a_candidate_uses(tmp_path):
     assert get_model_entry("gru").cls.searchable({"layers": 1}) == set()
     assert get_model_entry("gru").cls.searchable({"layers": 2}) == {"dropout"}
     assert get_model_entry("tcn").cls.searchable({}) == {"dropout"}
-    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=20, models=["gru"], db=tmp_path / "r.db",
+    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=12, models=["gru"], db=tmp_path / "r.db",
                              max_epochs=1, progress=False, task_opts={"seq_len": 8, "n_train": 64, "n_valid": 16,
                                                                      "n_test": 16})
     assert len(rec.ranked) >= 2 and all(r.dropout is None for r in rec.ranked)
@@ -485,7 +485,7 @@ def test_compress_reports_pruning_before_fine_tuning_and_int8_params(tmp_path):
 def test_recommendation_json_names_its_files(tmp_path):
     import seqbench
     from seqbench.recommend import Limits
-    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=15, models=["gru"], db=tmp_path / "r.db",
+    rec = seqbench.recommend("adding", Limits(max_params=2_000), budget=10, models=["gru"], db=tmp_path / "r.db",
                              max_epochs=1, progress=False, out=tmp_path / "rec",
                              task_opts={"seq_len": 8, "n_train": 64, "n_valid": 16, "n_test": 16})
     saved = json.loads((tmp_path / "rec" / "recommendation.json").read_text())

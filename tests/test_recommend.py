@@ -184,18 +184,10 @@ def test_recommend_on_text_sizes_its_grid_above_the_embedding(tmp_path):
     """Plain text: the size grid starts above the tied embedding (it once started at 2,000 params,
     below a 29-token x 64 embedding, and failed in 2 s)."""
     (tmp_path / "book.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)
-    rec = seqbench.recommend("custom", Limits(), budget=20, models=["gru"], db=tmp_path / "r.db", max_epochs=1,
+    rec = seqbench.recommend("custom", Limits(), budget=12, models=["gru"], db=tmp_path / "r.db", max_epochs=1,
                              progress=False, task_opts={"path": str(tmp_path / "book.txt")})
     assert rec.ranked and rec.metric == "bpc"
     assert min(r.params for r in rec.ranked) > 29 * 64
-
-
-def test_the_default_first_try_trains_first_and_to_the_end(data, tmp_path):
-    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=25, models=["tcn", "gru"], db=tmp_path / "r.db",
-                             max_epochs=3, progress=False, task_opts={"path": str(data)})
-    default = [r for r in rec.ranked if r.default]
-    assert len(default) == 1 and default[0].model == "tcn" and default[0].epochs == 3
-    assert default[0].candidate.startswith("tcn(k=7")  # the TCN's own kernel size, at the largest size allowed
 
 
 def test_a_non_deep_baseline_that_wins_is_said_to(tmp_path):
@@ -208,17 +200,20 @@ def test_a_non_deep_baseline_that_wins_is_said_to(tmp_path):
     t = np.arange(L)
     x = np.sin(2 * np.pi * np.where(y[:, None] == 1, 0.3, 0.05) * t + rng.uniform(0, 6.3, (n, 1)))
     np.savez(tmp_path / "freq.npz", x=x + 0.3 * rng.normal(size=x.shape), y=y)
-    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=30, models=["gru"], db=tmp_path / "r.db",
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=15, models=["gru"], db=tmp_path / "r.db",
                              max_epochs=1, progress=False, task_opts={"path": str(tmp_path / "freq.npz")})
     assert rec.nondeep is not None and rec.nondeep["valid"] >= 0.9
     assert "A non-deep baseline beats" in rec.explanation and "MiniRocket + ridge" in rec.explanation
 
 
-def test_a_small_validation_split_selects_by_cross_validation(data, tmp_path):
-    """90 sequences leave 14 for validation: the best configurations are compared by 5-fold
+def test_the_default_first_and_cross_validation_on_a_small_validation_split(data, tmp_path):
+    """The default first try (the largest TCN at the TCN's own kernel) trains first and to the end;
+    90 sequences leave 14 for validation, so the best configurations are compared by 5-fold
     cross-validation on train+valid (test untouched), and the noise is that of the fold mean."""
     rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["tcn", "gru"],
                              db=tmp_path / "r.db", max_epochs=2, progress=False, task_opts={"path": str(data)})
+    default = [r for r in rec.ranked if r.default]  # once: cross-validated if it was among the best
+    assert len(default) == 1 and default[0].epochs == 2 and default[0].candidate.startswith("tcn(k=7")
     cv = [r for r in rec.ranked if r.cv_folds]
     assert cv and all(r.cv_folds == 5 and r.valid_std is not None for r in cv)
     assert rec.ranked[:len(cv)] == cv  # the cross-validated come first
