@@ -151,7 +151,7 @@ def test_a_plugin_model_gets_every_path_without_touching_seqbench(tmp_path):
 
 def test_every_extension_point_is_one_registry():
     """Models, tasks, executors and export formats: the same small registry, the same errors."""
-    from seqbench.bench.runner import EXECUTORS
+    from seqbench.bench.executors import EXECUTORS
     from seqbench.export import FORMATS
     from seqbench.models.registry import MODELS
     from seqbench.registry import Registry

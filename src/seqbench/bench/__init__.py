@@ -1,6 +1,7 @@
 """Systematic evaluation: sweeps, the SQLite results store, local/Ray execution, the report."""
 from seqbench.bench.report import write_report
-from seqbench.bench.runner import Executor, SweepSummary, list_executors, register_executor, run_sweep
+from seqbench.bench.executors import Executor, list_executors, register_executor
+from seqbench.bench.runner import SweepSummary, run_sweep
 from seqbench.bench.store import Store
 from seqbench.bench.sweep import file_trials, grid_trials, make_trial, suite_trials, validate_trials
 

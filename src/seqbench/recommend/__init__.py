@@ -74,7 +74,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     task_load_s = time.monotonic() - t_task  # each trial process loads the task again
     from seqbench.bench.sweep import data_identity
     task_opts, _ = data_identity(task_opts)
-    from seqbench.bench.runner import check_workers, get_executor
+    from seqbench.bench.executors import check_workers, get_executor
     get_executor(executor)
     check_workers(workers, None)
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
