@@ -283,6 +283,8 @@ HOSTILE = [
     (TRAIN + ["--task", "adding", "--task-opt", "seed=" + "(" * 100_000], r"a value of 100,000 characters"),
     (TRAIN + ["--task", "custom", "--task-opt", "path={d}/listlabel.parquet"], r"column 'label' holds lists"),
     (REC + ["--costs", "{d}/costs.json"], r"is not a seqbench costs file"),
+    (TRAIN + ["--task", "custom", "--task-opt", "path={d}/cls.csv", "--task-opt", "fold=5/5"], r"fold='5/5' must be I/K"),
+    (TRAIN + ["--task", "adding", "--train-opt", "gamma=2"], r"gamma \(the LR decay factor\) must be in \(0, 1\]"),
     (REC + ["--out", "{d}/cls.csv"], r"--out .*cls.csv is a file"),
     (["compress", "{d}/crun", "--distill-into", "gru:2k", "--temperature", "inf", "--out", "{d}/c"],
      r"--temperature must be a finite number"),

@@ -9,8 +9,10 @@ Two graphs can be exported from a run directory:
   in at the next step; a new stream starts from zeros (``StreamingStep.state_spec`` gives each
   piece's name, shape and dtype; they are also written to ``<out>.json`` beside the file).
 
-The pure step functions below are written for export (no Python-side state, no NumPy, no complex
-numbers, no data-dependent control flow); tests check them against each model's own ``step``.
+Both come from the model's own hooks (``SeqModel.export_step``, ``export_forward``): each model
+file writes its step as a pure function (no Python-side state, no NumPy, no complex numbers, no
+data-dependent control flow), and tests check it against the model's own ``step``. File formats
+are registered (``FORMATS``: onnx, pt2), each a writer and a loader for the built-in check.
 """
 from __future__ import annotations
 

@@ -163,10 +163,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     model = seqbench.model_for_task(args.model, task, params=args.params, causal=not args.non_causal,
                                     **parse_options(args.model_opt, "--model-opt"))
-    from seqbench.memory import check_training_memory
-    check_training_memory(model, task, cfg.batch_size)
-    if args.out is not None:
-        prepare_out_dir(args.out, args.overwrite, args.resume)
     if args.resume:  # before any output: a different run is an error, not a resume
         from seqbench.train.trainer import check_resumable, run_config
         check_resumable(Path(args.out), run_config(model, task, cfg))

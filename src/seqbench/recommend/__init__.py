@@ -141,7 +141,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             rows = search.ranked(seeds)
         if use_cv:  # few validation sequences: the best configurations are compared by k-fold CV instead
             from seqbench.recommend.answer import best_per_candidate
-            pool = best_per_candidate(rows)[:3] + [r for r in rows if r.default and r not in best_per_candidate(rows)[:3]]
+            top = best_per_candidate(rows)[:3]
+            pool = top + [r for r in rows if r.default and r not in top]
             cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining, workers=workers,
                                             executor=executor)
             if cv_rows:
