@@ -266,10 +266,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.seeds is not None:  # --seeds is a list of seeds in bench; here it was a count
         deprecated("recommend --seeds N", "--repeats N")
     repeats = args.repeats if args.repeats is not None else args.seeds if args.seeds is not None else 1
-    rec = recommend(args.task, _limits(args), args.time_budget, models=_csv(args.models) or None, seeds=repeats,
+    import seqbench
+    from seqbench.recommend import instant_answer, parse_duration, print_instant
+    budget = parse_duration(args.time_budget, allow_zero=True)
+    if budget == 0 and args.out:
+        raise SeqbenchError("--time-budget 0 gives the instant answer only and writes nothing; drop --out, or give "
+                            "a time budget for a search")
+    task_opts = parse_options(args.task_opt, "--task-opt")
+    if budget == 0:
+        task = seqbench.create_task(args.task, **task_opts)
+        print_instant(instant_answer(task, _limits(args), _csv(args.models) or None, costs=args.costs))
+        return 0
+
+    def show(ans) -> None:
+        print_instant(ans)
+        sys.stdout.flush()
+    rec = recommend(args.task, _limits(args), budget, on_instant=show, models=_csv(args.models) or None, seeds=repeats,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
-                    task_opts=parse_options(args.task_opt, "--task-opt"), imports=imports, device=args.device)
+                    task_opts=task_opts, imports=imports, device=args.device)
     print_recommendation(rec)
     return 0
 

@@ -35,12 +35,14 @@ from seqbench.tables import fmt
 from seqbench.recommend.answer import (Ranked, Recommendation, choose, explain, fmt_duration,  # noqa: F401
                                        print_recommendation, validation_noise, write_answer, _test_winner)
 from seqbench.recommend.candidates import Candidate, Limits, candidate_space, exclusions  # noqa: F401
+from seqbench.recommend.instant import Instant, instant_answer, print_instant  # noqa: F401
 from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, read_costs, write_costs  # noqa: F401
 from seqbench.recommend import records
 from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, parse_duration  # noqa: F401
 
 CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
 CV_FOLDS = 5
+PORTFOLIO_FIRST = 3  # the portfolio's configurations trained first, after the default
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 
 
@@ -49,9 +51,11 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
               task_name: str | None = None, task_opts: dict | None = None,
-              imports: list[str] | None = None, device: str = "cpu") -> Recommendation:
+              imports: list[str] | None = None, device: str = "cpu", on_instant=None) -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
-    module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``."""
+    module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``.
+    ``on_instant``, if given, is called with the portfolio's instant answer (``Instant``) before
+    the full profile and any training."""
     import seqbench
     from seqbench.data import require
     require("optuna", extra="search", why="seqbench recommend")  # before any work
@@ -86,6 +90,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
 
     # 1-2: candidates and their costs, before anything trains
     candidates = candidate_space(task, limits.max_params, models)
+    if on_instant is not None:  # seconds: only the candidates the instant answer needs are measured
+        on_instant(instant_answer(task, limits, models, db=db, costs=costs))
     if costs is not None:
         cost_of, machine = read_costs(costs, task, candidates, limits.batch)
     else:
@@ -103,6 +109,17 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                             f"({lightest[0].id}), the fewest parameters {fewest[1].params:,} ({fewest[0].id}), "
                             f"at --batch {limits.batch}; relax --max-step-ms / --max-memory-mb / --max-params")
 
+    # the portfolio's order for data like this (the instant answer), trained right after the default
+    from seqbench.recommend.instant import Instant, portfolio_order, reason
+    from seqbench.recommend.properties import measure
+    props = measure(task)
+    ordered, near = portfolio_order(task, props, allowed)
+    instant = None
+    if ordered:
+        cfg, cand, score = ordered[0]
+        instant = Instant(cand.id, cfg, reason(task, props, cand, cfg, score, near), props,
+                          [c.id for _, c, _ in ordered], [s["name"] for s, _ in near])
+
     # 3: the search, resumable from the store
     ident = {"task": task_name, "task_opts": task_opts, "limits": dataclasses.asdict(limits), "models": models,
              "rungs": rungs, "seed": seed, "seeds": seeds, "costs": str(costs) if costs else None}
@@ -110,10 +127,11 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     spec = SearchSpec(task_name=task_name, task_opts=task_opts, allowed=tuple(allowed), cost_of=cost_of,
                       rungs=tuple(rungs), db=str(db), seed=seed, overhead=TRIAL_OVERHEAD_S + task_load_s,
                       search_id=hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12],
-                      imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu")
+                      imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu",
+                      first=tuple(c.id for _, c, _ in ordered[:PORTFOLIO_FIRST]))
     search = Search(spec, task)
     from seqbench.recommend.baselines import nondeep_baseline
-    nondeep = nondeep_baseline(task)  # within the budget: its time counts like profiling's
+    nondeep = nondeep_baseline(task, max_s=0.1 * budget_s)  # within the budget: its time counts like profiling's
     try:
         profile_s = time.monotonic() - t_start
         remaining = budget_s - search.spent_before - profile_s
@@ -193,7 +211,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
                          trivial_test=trivial_test, test=test, explanation="", tie=tie, elapsed=elapsed,
                          budget=budget_s, machine=machine, untried=untried,
-                         nondeep=None if nondeep is None else dataclasses.asdict(nondeep))
+                         nondeep=None if nondeep is None else dataclasses.asdict(nondeep),
+                         instant=None if instant is None else instant.to_dict())
     if nondeep is not None:  # the answer says when a non-deep baseline beats the deep candidates
         ref = winner.valid if winner is not None else trivial_valid
         lead = nondeep.valid - ref if hib else ref - nondeep.valid
@@ -201,9 +220,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             what_lost = f"the recommended {winner.candidate} ({fmt(winner.valid)})" if winner else \
                 f"the trivial baseline ({fmt(trivial_valid)}), which no deep candidate beat"
             note += (f" A non-deep baseline beats {what_lost} on validation: {nondeep.name} reaches "
-                     f"{fmt(nondeep.valid)} (test {fmt(nondeep.test)}), {fmt(lead)} ahead, beyond the noise; it "
-                     "classifies whole sequences (no streaming step), fitted in "
-                     f"{nondeep.fit_s:.1f}s.")
+                     f"{fmt(nondeep.valid)} (test {fmt(nondeep.test)}), {fmt(lead)} ahead, beyond the noise; "
+                     f"{nondeep.how}, fitted in {nondeep.fit_s:.1f}s.")
     rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
     if winner is None and note:
         rec.explanation += note
@@ -212,6 +230,6 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     return rec
 
 
-__all__ = ["Candidate", "Costs", "Limits", "Ranked", "Recommendation", "SearchSpec", "candidate_space", "choose",
-           "exclusions", "measure_costs", "parse_duration", "print_recommendation", "profile", "read_costs",
-           "recommend", "validation_noise", "write_costs"]
+__all__ = ["Candidate", "Costs", "Instant", "Limits", "Ranked", "Recommendation", "SearchSpec", "candidate_space", "choose",
+           "exclusions", "instant_answer", "measure_costs", "parse_duration", "print_recommendation", "profile", "read_costs",
+           "print_instant", "recommend", "validation_noise", "write_costs"]

@@ -56,6 +56,7 @@ class Recommendation:
     paths: dict[str, str] = field(default_factory=dict)
     untried: str = ""             # how many allowed candidates never trained, and the budget that would try them
     nondeep: dict | None = None   # a strong non-deep baseline's scores (NonDeep as a dict), where one applies
+    instant: dict | None = None   # the portfolio's pick before training (Instant as a dict), where there is one
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -273,6 +274,10 @@ def print_recommendation(rec: Recommendation, file=sys.stdout, top: int = 12) ->
               "; ".join(f"{cid}: {why}" for cid, why in rec.excluded[:8]) +
               (" ..." if len(rec.excluded) > 8 else ""), file=file)
     print(f"\n{rec.explanation}", file=file)
+    if rec.instant and rec.instant.get("pick"):
+        agree = "the search agrees" if rec.winner is not None and rec.winner.candidate == rec.instant["pick"] else \
+            "the search's answer above replaces it"
+        print(f"The portfolio's instant answer was {rec.instant['pick']} ({agree}).", file=file)
     if rec.paths:
         print(f"written: {rec.paths.get('md')}" + (f"; winner run: {rec.paths['winner']}" if "winner" in rec.paths
                                                   else ""), file=file)

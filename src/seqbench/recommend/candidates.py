@@ -53,6 +53,13 @@ class Candidate:
         shape = ", ".join(f"{short.get(k, k)}={v}" for k, v in self.model_opts)
         return f"{self.model}{f'({shape})' if shape else ''} @{fmt_count(self.params)}"
 
+def embedding_params(task) -> int:
+    """A token task's embedding (tied to the decoder), which comes on top of every model: size
+    grids start above it."""
+    embed = task.model_kwargs().get("embed_dim")
+    return task.d_in * embed + task.d_in if task.input_kind == "tokens" and embed else 0
+
+
 def candidate_space(task, max_params: int | None = None, models: list[str] | None = None) -> list[Candidate]:
     """The zoo models that can serve the task (causal and streaming), on a log grid of sizes."""
     from seqbench.models.registry import get_model_entry, list_models
@@ -60,9 +67,8 @@ def candidate_space(task, max_params: int | None = None, models: list[str] | Non
     for n in names:
         get_model_entry(n)
     names = [n for n in names if get_model_entry(n).cls.supports_step]
-    # a token task's embedding (tied to the decoder) comes on top of every model: the grid starts above it
+    base = embedding_params(task)
     embed = task.model_kwargs().get("embed_dim")
-    base = task.d_in * embed + task.d_in if task.input_kind == "tokens" and embed else 0
     if max_params is not None and max_params < base + MIN_PARAMS:
         raise SeqbenchError(f"--max-params {max_params:,} does not cover this task's embedding ({base:,} = vocabulary "
                             f"{task.d_in:,} x embed_dim {embed} + bias) plus the smallest model ({MIN_PARAMS:,}); "

@@ -27,8 +27,8 @@ REDUCTION = 3              # successive halving keeps the best third at each run
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
 
 
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from 300, '300s', '5m', '1.5h'."""
+def parse_duration(text: str | float | int, allow_zero: bool = False) -> float:
+    """Seconds from 300, '300s', '5m', '1.5h' (0 only where ``allow_zero``: the instant answer)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
@@ -36,8 +36,9 @@ def parse_duration(text: str | float | int) -> float:
         if not m:
             raise SeqbenchError(f"cannot read {text!r} as a duration; write it like 300, 90s, 5m or 1.5h")
         value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if not value > 0:
-        raise SeqbenchError(f"the time budget must be positive, got {text!r}")
+    if not (value > 0 or (allow_zero and value == 0)):
+        raise SeqbenchError(f"the time budget must be positive, got {text!r} (0 gives the instant answer only: "
+                            "seqbench recommend --time-budget 0, or seqbench.recommend.instant_answer)")
     return value
 
 def _rungs(max_epochs: int) -> list[int]:
@@ -60,6 +61,7 @@ class SearchSpec:
     overhead: float = TRIAL_OVERHEAD_S
     imports: tuple[str, ...] = ()
     device: str = "cpu"
+    first: tuple[str, ...] = ()   # candidate ids trained right after the default: the portfolio's picks
 
 
 class Search:
@@ -107,6 +109,10 @@ class Search:
             self.default_tid = _tid(default)
             if self.default_tid not in self.records:
                 self.study.enqueue_trial(default)
+        for cid in spec.first:  # the portfolio's configurations next, at the task's learning rate
+            params = {"candidate": cid, "lr": self.task_lr(), "dropout": 0.0}
+            if cid in self.by_id and _tid(params) not in self.records and params != default:
+                self.study.enqueue_trial(params)
         self.driver = None
         self.t_start = time.monotonic()
 
@@ -125,8 +131,11 @@ class Search:
             return None
         top = max(c.params for c in pool)
         c = next(c for c in pool if c.params == top)  # the grid lists a size's shapes in search_shapes order
-        lr = min(1e-2, max(3e-4, float(self.task.recommended.get("lr", 2e-3))))
-        return {"candidate": c.id, "lr": lr, "dropout": 0.0}
+        return {"candidate": c.id, "lr": self.task_lr(), "dropout": 0.0}
+
+    def task_lr(self) -> float:
+        """The task's learning rate, within the search's range."""
+        return min(1e-2, max(3e-4, float(self.task.recommended.get("lr", 2e-3))))
 
     def uses_dropout(self, c: Candidate) -> bool:
         from seqbench.models.registry import get_model_entry

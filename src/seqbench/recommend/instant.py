@@ -1,0 +1,95 @@
+"""The instant answer: the portfolio's pick for this data, within the limits, before anything trains,
+with its reason (the data's measured properties and what the corpus's nearest sets showed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqbench.recommend.candidates import Candidate, Limits, candidate_space, exclusions
+
+
+@dataclass
+class Instant:
+    pick: str | None                  # the candidate's id (None: nothing in the portfolio fits the limits)
+    config: str | None                # the portfolio configuration it stands for
+    reason: str
+    properties: dict[str, Any]
+    order: list[str] = field(default_factory=list)      # candidate ids in the portfolio's order, to train first
+    neighbours: list[str] = field(default_factory=list)  # the corpus sets that voted
+
+    def to_dict(self) -> dict:
+        import dataclasses
+        return dataclasses.asdict(self)
+
+
+def portfolio_order(task, props: dict, allowed: list[Candidate], portfolio=None) -> tuple[list[tuple[str, Candidate, float]], list]:
+    """The portfolio's configurations for data with ``props``, mapped to ``allowed`` candidates
+    (each candidate once, in order), with each one's weighted mean score on the nearest sets."""
+    from seqbench.recommend.portfolio import Portfolio, match
+    port = Portfolio.load() if portfolio is None else portfolio
+    if port is None:
+        return [], []
+    out, seen, near = [], set(), []
+    for cfg, score, near in port.order(props):
+        cand = match(cfg, allowed, task)
+        if cand is not None and cand not in seen:
+            seen.add(cand)
+            out.append((cfg, cand, score))
+    return out, near
+
+
+def reason(task, props: dict, cand: Candidate, cfg: str, score: float, near: list) -> str:
+    """Why: the data as measured, how the pick covers its dependence, and the corpus's evidence."""
+    from seqbench.recommend.costs import _build
+    from seqbench.recommend.properties import describe
+    text = describe(props)
+    rf = _build(task, cand).receptive_field
+    if props["memory"]:
+        if rf is None:
+            text += f": {cand.model}'s recurrent state carries it"
+        elif rf >= props["memory"]:
+            text += f": {cand.model} with receptive field {rf:,} >= {props['memory']:,}"
+        else:
+            text += f" ({cand.model}'s receptive field is {rf:,} steps)"
+    names = ", ".join(s["name"] for s, _ in near)
+    text += (f". On the most similar sets in seqbench's corpus ({names}), {cfg} closed {score:.0%} of the gap "
+             "between the trivial baseline and each set's best configuration (weighted mean).")
+    return text
+
+
+def instant_answer(task, limits: Limits | None = None, models: list[str] | None = None,
+                   db: str | Path | None = None, costs: str | Path | None = None, portfolio=None) -> Instant:
+    """The portfolio's first configuration that meets ``limits``: only the candidates it needs are
+    measured (cached in ``db`` like recommend's costs), so the answer takes seconds."""
+    from seqbench.recommend.costs import profile, read_costs
+    from seqbench.recommend.properties import measure
+    limits = limits or Limits()
+    limits.check()
+    props = measure(task)
+    candidates = candidate_space(task, limits.max_params, models)
+    ordered, near = portfolio_order(task, props, candidates, portfolio)
+    if not ordered:
+        return Instant(None, None, "no portfolio (src/seqbench/recommend/portfolio.json) to draw on; build it with "
+                       "benchmarks/build_portfolio.py", props)
+    fits = []
+    for cfg, cand, score in ordered:
+        cost = (read_costs(costs, task, [cand], limits.batch)[0] if costs is not None
+                else profile(task, [cand], limits.batch, db, progress=False))
+        if not exclusions(cost, limits):
+            fits.append((cfg, cand, score))
+            break
+    if not fits:
+        return Instant(None, None, "no configuration of the portfolio meets the limits; a search "
+                       "(--time-budget) tries every candidate", props, [c.id for _, c, _ in ordered],
+                       [s["name"] for s, _ in near])
+    cfg, cand, score = fits[0]
+    return Instant(cand.id, cfg, reason(task, props, cand, cfg, score, near), props,
+                   [c.id for _, c, _ in ordered], [s["name"] for s, _ in near])
+
+
+def print_instant(ans: Instant) -> None:
+    if ans.pick is None:
+        print(f"instant answer: none. {ans.reason}")
+    else:
+        print(f"instant answer (before any training): {ans.pick}\n  why: {ans.reason}")
