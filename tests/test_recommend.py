@@ -221,3 +221,19 @@ def test_the_default_first_and_cross_validation_on_a_small_validation_split(data
         assert rec.winner.cv_folds == 5
     task = seqbench.create_task("custom", path=str(data), fold="1/5")
     assert task.sizes["test"] == seqbench.create_task("custom", path=str(data)).sizes["test"]
+
+
+def test_a_statistical_forecaster_beats_the_seasonal_naive_on_a_trend(tmp_path):
+    """A seasonal series on a linear trend: the seasonal naive forecast lags the trend by a season;
+    AutoETS / AutoTheta (refitted on each window) follow it. Scored on the same windows."""
+    pytest.importorskip("statsforecast", reason="the baselines extra is not installed (make installs it)")
+    from seqbench.recommend.baselines import nondeep_baseline
+    t = np.arange(300)
+    rng = np.random.default_rng(0)
+    y = 10 + 0.5 * t + 3 * np.sin(2 * np.pi * t / 12) + 0.2 * rng.normal(size=len(t))
+    (tmp_path / "s.csv").write_text("value\n" + "\n".join(f"{v:.4f}" for v in y) + "\n")
+    task = seqbench.create_task("custom", path=str(tmp_path / "s.csv"), kind="forecast", value="value",
+                                lookback=36, horizon=6, season=12)
+    base = nondeep_baseline(task, max_s=5)
+    assert base is not None and base.name.startswith(("AutoETS", "AutoTheta"))
+    assert base.valid < 0.5 * task.trivial_on("valid") and base.test < 0.5 * task.trivial_on("test")

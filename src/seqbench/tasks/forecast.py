@@ -92,6 +92,7 @@ class WindowForecast(ArrayTask):
         first = max(lookback + lagged, season * math.ceil(horizon / season), 1)  # a full lookback, a naive, an anchor
         self.lookback, self.horizon, self.season, self.d_out, self.seq_len = lookback, horizon, season, horizon, lookback
         self.transform = transform
+        self.series, self.origins = series, {}  # the raw series and each split's forecast origins (baselines refit on them)
         u = transformed(series, transform)
         self.mean, self.std = float(u[lagged:ends[0]].mean()), float(u[lagged:ends[0]].std() or 1.0)
         z = (u - self.mean) / self.std
@@ -101,6 +102,7 @@ class WindowForecast(ArrayTask):
             if len(origins) == 0:
                 raise SeqbenchError(f"task {self.name!r}: the {split} part ({hi - lo} steps) holds no window of "
                                     f"lookback {lookback} + horizon {horizon}; use a smaller lookback/horizon")
+            self.origins[split] = origins
             x = np.stack([z[o - lookback:o] for o in origins])
             y = np.stack([series[o - 1:o + horizon] for o in origins])  # [anchor, the horizon's values]
             self._set_split(split, x, y.astype(np.float64))
