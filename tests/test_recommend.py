@@ -220,7 +220,13 @@ def test_the_default_first_and_cross_validation_on_a_small_validation_split(data
     if rec.winner is not None:
         assert rec.winner.cv_folds == 5
     task = seqbench.create_task("custom", path=str(data), fold="1/5")
-    assert task.sizes["test"] == seqbench.create_task("custom", path=str(data)).sizes["test"]
+    plain = seqbench.create_task("custom", path=str(data))
+    assert task.sizes["test"] == plain.sizes["test"]
+    refit = seqbench.create_task("custom", path=str(data), fold="all")  # the winner's refit trains on train+valid
+    assert refit.sizes["train"] == plain.sizes["train"] + plain.sizes["valid"] and refit.sizes["test"] == plain.sizes["test"]
+    if rec.winner is not None and rec.winner.refit:  # when the budget left room for it
+        cfg = json.loads((Path(rec.winner.run_dir) / "config.json").read_text())
+        assert cfg["task"]["fold"] == "all" and "retrained on all of train+valid" in rec.explanation
 
 
 def test_a_statistical_forecaster_beats_the_seasonal_naive_on_a_trend(tmp_path):

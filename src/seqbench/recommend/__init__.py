@@ -145,7 +145,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
         from seqbench.tasks.registry import get_task_entry
         use_cv = task.num_samples("valid") < CV_BELOW and "fold" in get_task_entry(task_name).option_names()
-        cv_share = 0.3 if use_cv else 0.0  # kept for cross-validating the best when validation is small
+        cv_share = 0.35 if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
             search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
                        executor=executor, progress=progress, t_start=t_start)
@@ -161,10 +161,23 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             from seqbench.recommend.answer import best_per_candidate
             top = best_per_candidate(rows)[:3]
             pool = top + [r for r in rows if r.default and r not in top]
-            cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining, workers=workers,
+            cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining * 0.95, workers=workers,
                                             executor=executor)
             if cv_rows:
                 rows = cv_rows + [r for r in rows if r not in pool]
+        # the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step
+        hib = task.metric.higher_is_better
+        trivial_valid, trivial_test = task.trivial_on("valid"), task.trivial_on("test")
+        best = rows[0]
+        noise, what = _noise(task, rows)
+        winner, close = choose(rows, trivial_valid, hib, noise)
+        if winner is not None and winner.cv_folds:  # selected by CV: retrained on all of train+valid
+            left = t_search + remaining - time.monotonic()
+            if search.estimate(search.by_id[winner.candidate], winner.epochs) * 1.3 < left:
+                refit = search.refit(winner, deadline=t_search + remaining, workers=workers, executor=executor)
+                if refit is not None:
+                    rows = [refit if r is winner else r for r in rows]
+                    winner, best = refit, rows[0]
         elapsed = search.spent_before + time.monotonic() - t_start
         records.set_search_spent(search.store, spec.search_id, elapsed)
         tried = {rec["params"]["candidate"] for rec in search.records.values()}
@@ -179,22 +192,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     finally:
         search.close()
 
-    # 4: the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step, test the winner
-    hib = task.metric.higher_is_better
-    trivial_valid, trivial_test = task.trivial_on("valid"), task.trivial_on("test")
-    winner, tie, test, note, noise, what = None, False, {}, "", None, ""
-    if rows:  # one noise rule for "beats the baseline" and for ties between candidates
-        best = rows[0]
-        peers = [r for r in rows[1:] if r.epochs == best.epochs]
-        if best.cv_folds:  # cross-validated: the standard error of the mean over folds
-            spread = max([best.valid_std] + [r.valid_std for r in rows[1:4] if r.cv_folds and r.valid_std])
-            noise, what = spread / math.sqrt(best.cv_folds), f"{best.cv_folds}-fold cross-validation's standard error"
-        elif best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
-            noise = max([best.valid_std] + [r.valid_std for r in peers[:3] if r.valid_std is not None])
-            what = "seed-to-seed spread"
-        else:
-            noise, what = validation_noise(task, best), "validation sampling noise"
-    winner, close = choose(rows, trivial_valid, hib, noise)
+    # 4: the answer (decided above): notes, the winner's test score
+    tie, test, note = False, {}, ""
     if winner is not None:
         if winner.default and winner is not best:
             within = f"by more than the {what} (+-{noise:.3g})" if noise else "at all"
@@ -206,6 +205,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             note = (f" {len(close) + 1} trained configurations ({others} other candidate"
                     f"{'s' * (others != 1)}) are within the {what} (+-{noise:.3g}) of the best validation score "
                     f"({fmt(best.valid)}, {best.candidate}); the cheapest step among them is recommended.")
+        if winner.refit:
+            note += (f" Chosen by {winner.cv_folds}-fold cross-validation, then retrained on all of train+valid "
+                     f"({winner.epochs} epochs): that model is the one tested and written.")
         test = _test_winner(task, winner)
     rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,
@@ -228,6 +230,19 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     if out is not None:
         write_answer(rec, out)
     return rec
+
+
+def _noise(task, rows: list[Ranked]) -> tuple[float | None, str]:
+    """One noise rule for "beats the baseline" and for ties between candidates, and what it is."""
+    best = rows[0]
+    if best.cv_folds:  # cross-validated: the standard error of the mean over folds
+        spread = max([best.valid_std] + [r.valid_std for r in rows[1:4] if r.cv_folds and r.valid_std])
+        return spread / math.sqrt(best.cv_folds), f"{best.cv_folds}-fold cross-validation's standard error"
+    if best.valid_std is not None:  # several seeds: the seed-to-seed spread is the noise
+        peers = [r for r in rows[1:] if r.epochs == best.epochs]
+        return (max([best.valid_std] + [r.valid_std for r in peers[:3] if r.valid_std is not None]),
+                "seed-to-seed spread")
+    return validation_noise(task, best), "validation sampling noise"
 
 
 __all__ = ["Candidate", "Costs", "Instant", "Limits", "Ranked", "Recommendation", "SearchSpec", "candidate_space", "choose",

@@ -36,6 +36,7 @@ class Ranked:
     run_dir: str
     default: bool = False         # the configuration an expert would try first (trained first, never pruned)
     cv_folds: int = 0             # k: valid is the mean over k-fold cross-validation, valid_std its spread
+    refit: bool = False           # run_dir holds the configuration retrained on all of train+valid
 
 @dataclass
 class Recommendation:

@@ -147,17 +147,20 @@ class Search:
         per_epoch = (self.steps_per_epoch * k.train_step_ms + self.task.num_samples("valid") * k.seq_ms / 4) / 1e3
         return self.overhead + per_epoch * epochs * self.calibration
 
-    def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | None = None) -> dict:
-        """The sweep trial of a configuration (seed ``s``; ``fold`` (i, k): fold i of k as validation)."""
+    def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | str | None = None) -> dict:
+        """The sweep trial of a configuration (seed ``s``; ``fold`` (i, k): fold i of k as validation;
+        "all": trained on all of train+valid)."""
         from seqbench.bench.sweep import make_trial
         c = self.by_id[params["candidate"]]
         opts = dict(c.opts)
         if self.uses_dropout(c):
             opts["dropout"] = round(params["dropout"], 3)
-        task_opts = self.task_opts if fold is None else {**self.task_opts, "fold": f"{fold[0]}/{fold[1]}"}
+        tag = None if fold is None else "all" if fold == "all" else f"{fold[0]}/{fold[1]}"
+        task_opts = self.task_opts if tag is None else {**self.task_opts, "fold": tag}
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=task_opts, model_opts=opts,
                        train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device})
-        run = f"search-{self.search_id}-{_tid(params)}-s{s}" + ("" if fold is None else f"-fold{fold[0]}of{fold[1]}")
+        run = f"search-{self.search_id}-{_tid(params)}-s{s}" + ("" if tag is None else "-refit" if tag == "all"
+                                                                 else f"-fold{fold[0]}of{fold[1]}")
         t.update(run=run, keep_state=True, test=False)
         if self.spec.imports:
             t["imports"] = list(self.spec.imports)
@@ -297,6 +300,17 @@ class Search:
                                                cv_folds=k))
         hib = self.metric.higher_is_better
         return sorted(out, key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
+
+    def refit(self, r: Ranked, deadline: float, workers: int | None, executor: str) -> Ranked | None:
+        """The cross-validated winner trained again on all of train+valid (``fold=all``), as far as
+        it went; the refitted row (its run directory), or None if it did not finish by ``deadline``."""
+        t = self.trial(_params(r), r.epochs, 0, "all")
+        self._train_all([t], deadline, workers, executor)
+        row = self.store.row(t["key"])
+        if row is None or row["status"] != "done":
+            return None
+        run = Path(f"{Path(self.db).resolve()}.runs") / t["run"]
+        return dataclasses.replace(r, run_dir=str(run), train_time=_train_time(run), refit=True)
 
     def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
         """Run every trial not yet done in the store, until they end or ``deadline``."""

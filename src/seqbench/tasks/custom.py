@@ -193,7 +193,9 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
         raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
     parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
                            path)
-    if task.opts.get("fold") is not None:  # cross-validation: train+valid re-cut into k folds, test kept
+    if task.opts.get("fold") == "all":  # the refit after cross-validation: trains on train+valid (scored in-sample)
+        parts["train"] = parts["valid"] = np.sort(np.concatenate([parts["train"], parts["valid"]]))
+    elif task.opts.get("fold") is not None:  # cross-validation: train+valid re-cut into k folds, test kept
         i, k = parse_fold(task.opts["fold"], path)
         pool = np.concatenate([parts["train"], parts["valid"]])
         folds = _cut(pool, y if stratify else None, (1.0,) * k, np.random.default_rng(seed + 1))
@@ -245,13 +247,15 @@ def normalize(xs: list[np.ndarray], fitted: dict) -> list[np.ndarray]:
 
 
 def parse_fold(fold, path) -> tuple[int, int]:
-    """'2/5' -> (2, 5): fold 2 of 5 is the validation split."""
+    """'2/5' -> (2, 5): fold 2 of 5 is the validation split ('all', the refit on train+valid, is
+    taken before this)."""
     try:
         i, k = (int(v) for v in str(fold).split("/"))
     except ValueError:
         i, k = -1, 0
     if not (2 <= k <= 20 and 0 <= i < k):
-        raise _fail(path, f"fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, e.g. 0/5")
+        raise _fail(path, f"fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, e.g. 0/5, "
+                    "or all (train on train+valid)")
     return i, k
 
 
