@@ -243,3 +243,16 @@ def test_a_statistical_forecaster_beats_the_seasonal_naive_on_a_trend(tmp_path):
     base = nondeep_baseline(task, max_s=5)
     assert base is not None and base.name.startswith(("AutoETS", "AutoTheta"))
     assert base.valid < 0.5 * task.trivial_on("valid") and base.test < 0.5 * task.trivial_on("test")
+
+
+def test_costs_not_monotone_in_size_are_measured_again():
+    """A smaller model of one kind and shape timed slower than a larger one (load, not cost) is
+    flagged with it for more interleaved rounds; other kinds and shapes are not compared."""
+    from seqbench.recommend.candidates import Candidate
+    from seqbench.recommend.costs import _not_monotone, _spread
+    a, b, c = (Candidate("tcn", p, (("kernel_size", 7),)) for p in (2000, 6000, 18000))
+    k3 = Candidate("tcn", 2000, (("kernel_size", 3),))
+    g = Candidate("gru", 2000)
+    assert _not_monotone({a: 0.02, b: 0.03, c: 0.04, k3: 0.5, g: 0.9}) == []
+    assert _not_monotone({a: 0.45, b: 0.03, c: 0.04, k3: 0.02, g: 0.9}) == [a, b, c]
+    assert _spread([1.0, 1.0, 1.0, 1.0]) == 0 and _spread([1.0, 2.0, 3.0, 4.0, 5.0]) > 0.5

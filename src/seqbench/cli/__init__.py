@@ -304,10 +304,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     write_costs(args.out, task, costs, limits.batch)
     out = exclusions(costs, limits)  # the limits given: which candidates they would exclude, and why
     rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}",
-             "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}",
+             "spread": f"{k.step_spread:.0%}", "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}",
              "limits": f"excluded: {out[c]}" if c in out else "within"} for c, k in costs.items()]
-    print(format_table(rows, ["candidate", "params", "step (ms)", "sequence (ms)", "memory (MB)", "limits"],
-                       align_right=["params", "step (ms)", "sequence (ms)", "memory (MB)"]))
+    print(format_table(rows, ["candidate", "params", "step (ms)", "spread", "sequence (ms)", "memory (MB)", "limits"],
+                       align_right=["params", "step (ms)", "spread", "sequence (ms)", "memory (MB)"]))
+    print("spread: the step timings' interquartile range over their median (high: the machine was busy; "
+          "measure again on a quiet one)")
     print(f"{len(costs)} candidates measured at batch {limits.batch}; written to {args.out} "
           "(use it with seqbench recommend --costs)")
     return 0

@@ -33,6 +33,7 @@ class Costs:
     seq_ms: float         # one full sequence (batch 1) through task.predict
     mem_mb: float         # weights + streaming state after a full sequence, at the batch size
     train_step_ms: float  # one training step at the task's batch size (for time estimates)
+    step_spread: float = 0.0  # the step timings' interquartile range over their median (load on the machine)
 
 def _machine() -> str:
     from seqbench.bench.worker import environment
@@ -148,14 +149,46 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
             model.step(x_t, state)
         built[cand] = (model, state, x_t, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
                        min(train_times) * 1e3, [])
-    for _ in range(rounds):  # interleaved: round r times every candidate once
-        for cand, (model, state, x_t, *_rest, times) in built.items():
+    _time_rounds(built, list(built), rounds, steps)
+    for _ in range(2):  # a smaller model of a kind slower than a larger one is load, not cost: measure again
+        suspect = _not_monotone({c: statistics.median(b[8]) for c, b in built.items()})
+        if not suspect:
+            break
+        _time_rounds(built, suspect, rounds, steps)
+    return {**too_big, **{c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5],
+                                   mem_mb=b[6], train_step_ms=b[7], step_spread=_spread(b[8]))
+                          for c, b in built.items()}}
+
+
+def _time_rounds(built: dict, cands: list[Candidate], rounds: int, steps: int) -> None:
+    """Interleaved: each round times every candidate once, so a slow moment hits all alike."""
+    for _ in range(rounds):
+        for cand in cands:
+            model, state, x_t, *_rest, times = built[cand]
             t0 = time.perf_counter()
             for _ in range(steps):
                 model.step(x_t, state)
             times.append((time.perf_counter() - t0) / steps * 1e3)
-    return {**too_big, **{c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5],
-                                   mem_mb=b[6], train_step_ms=b[7]) for c, b in built.items()}}
+
+
+def _not_monotone(step_ms: dict[Candidate, float], factor: float = 1.5) -> list[Candidate]:
+    """Candidates of one model and shape whose step is over ``factor`` x that of a larger one."""
+    out = set()
+    groups: dict[tuple, list[Candidate]] = {}
+    for c in step_ms:
+        groups.setdefault((c.model, c.model_opts), []).append(c)
+    for group in groups.values():
+        group.sort(key=lambda c: c.params)
+        for i, small in enumerate(group):
+            for big in group[i + 1:]:
+                if step_ms[small] > factor * step_ms[big]:
+                    out.update((small, big))
+    return sorted(out, key=lambda c: (c.model, c.params))
+
+
+def _spread(times: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (0.0, 0.0, 0.0)
+    return round((q3 - q1) / max(statistics.median(times), 1e-9), 3)
 
 def _check_memory(task, cand: Candidate, model, batch: int) -> None:
     """Refuse, before it is allocated, a candidate whose training step or streaming state at
