@@ -286,3 +286,14 @@ def test_load_model_refuses_bad_configs(tmp_path, model_cfg, which, match):
         (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(seqbench.SeqbenchError, match=match):
         seqbench.load_model(tmp_path, which)
+
+
+def test_max_time_stops_between_epochs_keeping_the_best():
+    """A wall-clock limit: no epoch starts after it; the result is the best epoch's, as always."""
+    task = tiny_adding(n_train=64)
+    res = seqbench.train(tiny_model(task), task, TrainConfig(epochs=10**6, batch_size=32, max_time=0.5),
+                         progress=False)
+    assert 1 <= len(res.history) < 10**6
+    assert res.best_valid["mse"] == min(row["valid_mse"] for row in res.history)
+    with pytest.raises(seqbench.SeqbenchError, match="max_time"):
+        TrainConfig(max_time=0.0).validate()

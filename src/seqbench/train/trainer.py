@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -52,6 +53,7 @@ class TrainConfig:
     patience: int = 0              # epochs without improvement before a plateau decay
     early_stop: int | None = None  # stop after this many epochs without a better valid metric (--patience)
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (None: whole train set)
+    max_time: float | None = None  # wall-clock seconds: no epoch starts after this much (None: all epochs)
     aux_weight: float = 0.0        # weight of auxiliary losses on model.aux_outputs (TrellisNet aux_freq)
     eval_batch_size: int = 256
     seed: int = 0
@@ -84,6 +86,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
             if getattr(self, name) < 1:
                 raise SeqbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
+            raise SeqbenchError(f"max_time must be a positive number of seconds, got {self.max_time!r}")
         if not self.lr > 0:
             raise SeqbenchError(f"lr must be a positive number, got {self.lr}")
         if self.clip is not None and not self.clip > 0:
@@ -325,8 +329,11 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
     bar = tqdm(total=cfg.epochs * steps, initial=(start - 1) * steps, desc=f"{model.config.get('name', 'model')}"
                f" on {task.name}", unit="step", disable=(None if progress is None else not progress),
                dynamic_ncols=True, leave=False)
+    t_run = time.monotonic()
     try:
         for epoch in range(start, cfg.epochs + 1):
+            if cfg.max_time is not None and epoch > start and time.monotonic() - t_run >= cfg.max_time:
+                break  # out of wall-clock time: the best epoch so far stands
             model.train()
             loss_sum, n_steps = 0.0, 0
             t0 = time.perf_counter()
