@@ -87,16 +87,21 @@ def choose(rows: list[Ranked], trivial: float, higher_is_better: bool, noise: fl
 def validation_noise(task, best: Ranked, batch: int = 16) -> float | None:
     """One standard error of the best configuration's validation metric: accuracy as a proportion,
     any other metric from the spread of its value over batches of the validation split."""
-    n = task.num_samples("valid")
+    return metric_noise(task, best.run_dir, best.valid, "valid", batch)
+
+
+def metric_noise(task, run_dir: str | Path, value: float, split: str = "valid", batch: int = 16) -> float | None:
+    """One standard error of a run's metric ``value`` on ``split`` (see ``validation_noise``)."""
+    n = task.num_samples(split)
     if task.metric.name == "accuracy":
-        return _noise(task, best.valid, n)
+        return _noise(task, value, n)
     if n < 2 * batch:
         batch = max(1, n // 4)
     import seqbench
-    model = seqbench.load_model(best.run_dir, "best").eval()
+    model = seqbench.load_model(run_dir, "best").eval()
     values = []
     with torch.inference_mode():
-        for x, y in task.batches("valid", batch):
+        for x, y in task.batches(split, batch):
             sums = task.score(task.predict(model, x).float(), y)
             values.append(task.finalize({k: s / max(c, 1) for k, (s, c) in sums.items()})[task.metric.name])
     values = [v for v in values if math.isfinite(v)]

@@ -1,0 +1,120 @@
+"""How good is `seqbench recommend`'s answer (issue 25)? Per offline set and time budget: recommend's
+answer; the default first try (the largest TCN at the task's settings) and the instant answer, each
+trained for the same wall time; the best non-deep baseline; and the best of the portfolio's grid
+(every configuration at 400 optimizer steps, from src/seqbench/recommend/portfolio.json). All are
+test metrics; trials are cached in the store (results/recommend_quality.db), so a rerun reuses them.
+
+    python benchmarks/recommend_quality.py [--budgets 1m,5m] [--sets GunPoint,lynx] [--workers 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DB = ROOT / "results" / "recommend_quality.db"
+OUT = ROOT / "results" / "recommend_quality.md"
+SETS = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions", "JapaneseVowels", "OSULeaf", "sunspots",
+        "airpassengers", "co2", "lynx", "smnist-digits", "adding-100"]
+
+
+def timed_trial(task_name: str, opts: dict, cand, lr: float, seconds: float) -> dict:
+    from seqbench.bench.sweep import make_trial
+    return make_trial(task_name, cand.model, 0, params=cand.params, task_opts=opts, model_opts=cand.opts,
+                      train={"lr": lr, "epochs": 100_000, "max_time": seconds})
+
+
+def test_of(db: Path, trial: dict) -> float | None:
+    from seqbench.bench import Store
+    with Store(db, readonly=True) as store:
+        row = store.row(trial["key"])
+    return None if row is None or row["status"] != "done" else row["test_metric"]
+
+
+def standard_error(task, db: Path, trial: dict, value: float | None) -> float | None:
+    """One standard error of a trial's test metric (accuracy: binomial; others: over test batches)."""
+    from seqbench.bench.runner import run_dir_for
+    from seqbench.recommend.answer import metric_noise
+    if value is None:
+        return None
+    return metric_noise(task, run_dir_for(db, trial.get("run") or trial["key"]), value, "test")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budgets", default="1m,5m")
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--db", default=str(DB))
+    args = ap.parse_args()
+    import seqbench
+    from build_portfolio import SETS as ALL
+    from common import machine
+
+    from seqbench.bench import run_sweep
+    from seqbench.recommend import Limits, candidate_space, instant_answer, parse_duration
+    from seqbench.recommend.portfolio import Portfolio, default_config, match
+    from seqbench.tables import fmt, md_table
+    from seqbench.utils import atomic_write_text
+    names = args.sets.split(",")
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        ap.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    budgets = [parse_duration(b) for b in args.budgets.split(",")]
+    port = Portfolio.load()
+    grid = {s["name"]: s for s in port.sets} if port else {}
+    rows, regrets = [], []
+    for name in names:
+        task_name, opts = ALL[name]
+        task = seqbench.create_task(task_name, **opts)
+        hib = task.metric.higher_is_better
+        lr = float(task.recommended.get("lr", 2e-3))
+        cands = candidate_space(task)
+        default = match(default_config(), cands, task)
+        instant = instant_answer(task, Limits(), db=args.db)
+        pick = next(c for c in cands if c.id == instant.pick) if instant.pick else default
+        g = grid.get(name)
+        best_cfg = max(g["scores"], key=lambda c: g["scores"][c]) if g else None
+        grid_test = g["test_metric"][best_cfg] if g else None
+        for budget in budgets:
+            rec = seqbench.recommend(task_name, Limits(), budget, db=args.db, workers=args.workers, progress=False,
+                                     task_opts=opts)
+            rec_test = rec.test.get(rec.metric) if rec.winner is not None else rec.trivial_test
+            trials = {"default": timed_trial(task_name, opts, default, lr, budget),
+                      "instant": timed_trial(task_name, opts, pick, lr, budget)}
+            run_sweep(list(trials.values()), args.db, workers=args.workers, cpus_per_trial=1, progress=False)
+            d_test, i_test = test_of(Path(args.db), trials["default"]), test_of(Path(args.db), trials["instant"])
+            se = standard_error(task, Path(args.db), trials["default"], d_test)
+            nondeep = rec.nondeep["test"] if rec.nondeep else None
+            gap = None if grid_test is None else (grid_test - rec.trivial_test) * (1 if hib else -1)
+            regret = None if not gap or gap <= 0 else (grid_test - rec_test) * (1 if hib else -1) / gap
+            if regret is not None:
+                regrets.append(regret)
+            worse = d_test is not None and (d_test - rec_test) * (1 if hib else -1) > (se or 0)
+            rows.append([name, f"{budget / 60:g} min", task.metric.name, fmt(rec_test),
+                         rec.winner.candidate if rec.winner else "trivial baseline", fmt(d_test),
+                         "-" if se is None else f"{se:.3f}", "no" if worse else "yes", fmt(i_test), instant.pick or "-",
+                         fmt(nondeep), fmt(grid_test), "-" if regret is None else f"{regret:.2f}"])
+            print(" | ".join(rows[-1]), flush=True)
+    head = ["set", "budget", "metric", "recommend", "its answer", "default, same time", "SE", ">= default",
+            "instant pick, same time", "instant pick", "non-deep", "grid best", "regret"]
+    mean = sum(regrets) / len(regrets) if regrets else float("nan")
+    atomic_write_text(OUT, "\n".join([
+        "# How good is recommend's answer", "",
+        "Test metrics. `>= default`: recommend's answer is at least the default first try's (the largest TCN, the "
+        "task's settings, trained for the same wall time) within its standard error (SE; accuracy: binomial, "
+        "other metrics: over test batches of 16). `regret`: the share of the gap between the trivial baseline and the grid's best "
+        "(the portfolio's configurations at 400 optimizer steps) that recommend's answer misses (0: as good; "
+        "negative: better).", "",
+        md_table(head, rows), "", f"Mean regret: {mean:.3f} over {len(regrets)} runs.", "",
+        f"`python benchmarks/recommend_quality.py --budgets {args.budgets} --sets {args.sets}`, {machine()}, "
+        f"{args.workers} worker(s).", ""]))
+    print(json.dumps({"mean_regret": mean, "runs": len(rows)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
