@@ -256,3 +256,34 @@ def test_costs_not_monotone_in_size_are_measured_again():
     assert _not_monotone({a: 0.02, b: 0.03, c: 0.04, k3: 0.5, g: 0.9}) == []
     assert _not_monotone({a: 0.45, b: 0.03, c: 0.04, k3: 0.02, g: 0.9}) == [a, b, c]
     assert _spread([1.0, 1.0, 1.0, 1.0]) == 0 and _spread([1.0, 2.0, 3.0, 4.0, 5.0]) > 0.5
+
+
+def _forecast_file(path):
+    t = np.arange(240)
+    path.write_text("value\n" + "\n".join(f"{np.sin(2 * np.pi * v / 12) + 0.01 * v:.4f}" for v in t) + "\n")
+    return {"kind": "forecast", "value": "value", "lookback": 24, "horizon": 3, "season": 12}
+
+
+def _per_step_variable_file(path):
+    rng = np.random.default_rng(0)
+    rows = [f"{s},{t},{a:.3f},{a > 0:d}" for s in range(40) for t, a in enumerate(rng.normal(size=8 + s % 7))]
+    path.write_text("series,step,a,target\n" + "\n".join(rows) + "\n")
+    return {"kind": "per_step"}
+
+
+def _many_classes_file(path):
+    rng = np.random.default_rng(0)
+    rows = [f"{s},{t},{rng.normal() + s % 12:.3f},{s % 12}" for s in range(96) for t in range(6)]
+    path.write_text("series,step,a,label\n" + "\n".join(rows) + "\n")
+    return {}
+
+
+@pytest.mark.parametrize("make,metric", [(_forecast_file, "mae"), (_per_step_variable_file, "mse"),
+                                         (_many_classes_file, "accuracy")],
+                         ids=["forecast", "per-step-variable-length", "12-classes"])
+def test_every_kind_of_data_runs_through_recommend(tmp_path, make, metric):
+    opts = {"path": str(tmp_path / "d.csv"), **make(tmp_path / "d.csv")}
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=10, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, progress=False, task_opts=opts)
+    assert rec.ranked and rec.metric == metric and all(r.epochs >= 1 for r in rec.ranked)
+    assert rec.instant is None or rec.instant["pick"].startswith("gru")

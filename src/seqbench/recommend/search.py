@@ -201,8 +201,9 @@ class Search:
         try:
             while time.monotonic() < deadline:
                 bar.n = min(total, total - int(deadline - time.monotonic()))
-                bar.set_postfix_str(f"{len(live)} running | best {best[1]}: {self.metric.name} {best[0]:.4g}"
-                                    if best else f"{len(live)} running")
+                done = sum(r["state"] in ("COMPLETE", "PRUNED") for r in self.records.values())
+                bar.set_postfix_str(f"{done} trials done, {len(live)} running"
+                                    + (f" | best {best[1]}: {self.metric.name} {best[0]:.4g}" if best else ""))
                 bar.refresh()
                 ended, self.reused = self.driver.poll() + self.reused, []
                 for t, result, error in ended:
