@@ -66,3 +66,18 @@ def test_a_weight_normed_model_pickles_with_its_weights():
     clf = SeqClassifier(model="tcn", params="2k", epochs=1, random_state=0).fit(x, y)
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(again.predict_proba(x), clf.predict_proba(x))
+
+
+def test_seq_recommender_fits_by_recommend_then_predicts_as_its_winner():
+    pytest.importorskip("optuna", reason="the search extra is not installed (make installs it)")
+    from seqbench.sklearn import SeqRecommender
+    x, y = _signs(n=120)
+    est = SeqRecommender(time_budget=12, max_params=2_000, models=["gru"], random_state=0)
+    assert clone(est).get_params() == est.get_params()
+    est.fit(x[:100], y[:100])
+    rec = est.recommendation_
+    assert rec.winner is not None and rec.winner.model == "gru" and est.model_ is not None
+    assert est.score(x[100:], y[100:]) > 0.8
+    again = pickle.loads(pickle.dumps(est))
+    assert (again.predict_proba(x[100:]) == est.predict_proba(x[100:])).all()
+    assert set(est.predict(x[100:])) <= {"up", "down"}

@@ -115,7 +115,7 @@ class _SeqEstimator(_sk.BaseEstimator):
         """The fitted model as its config and weights (parametrized modules, like the TCN's weight
         norm, pickle only that way); rebuilt by ``__setstate__``."""
         state = dict(self.__dict__)
-        if "model_" in state:
+        if state.get("model_") is not None:
             m = state.pop("model_")
             state["_model_saved"] = (m.config, {k: v.detach().cpu() for k, v in m.state_dict().items()})
         return state
@@ -207,4 +207,51 @@ class SeqRegressor(_sk.RegressorMixin, _SeqEstimator):
         return tags
 
 
-__all__ = ["SeqClassifier", "SeqRegressor"]
+class SeqRecommender(SeqClassifier):
+    """``seqbench recommend`` as a scikit-learn classifier: ``fit`` searches the zoo within
+    ``time_budget`` under the limits, then the estimator predicts with the winner (or, when nothing
+    beat the trivial baseline, with the majority class, as recommend advises). The search splits the
+    data given to ``fit`` into train/valid/test (70/15/15, stratified; cross-validated when small);
+    ``recommendation_`` holds the full answer."""
+
+    def __init__(self, time_budget: str | float = "2m", max_step_ms: float | None = None,
+                 max_params: int | None = None, max_memory_mb: float | None = None, models: list[str] | None = None,
+                 workers: int | None = 1, random_state: int | None = None):
+        self.time_budget, self.max_step_ms, self.max_params = time_budget, max_step_ms, max_params
+        self.max_memory_mb, self.models, self.workers, self.random_state = max_memory_mb, models, workers, random_state
+
+    def fit(self, X, y) -> "SeqRecommender":
+        import tempfile
+        from pathlib import Path
+
+        import seqbench
+        from sklearn.utils.multiclass import check_classification_targets
+        x, y, lengths = self._prepare(X, y)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has one class ({self.classes_[0]!r}); a classifier needs at least 2")
+        limits = seqbench.Limits(max_step_ms=self.max_step_ms, max_params=self.max_params,
+                                 max_memory_mb=self.max_memory_mb)
+        with tempfile.TemporaryDirectory(prefix="seqbench-recommender-") as tmp:
+            path = Path(tmp) / "data.npz"
+            np.savez(path, x=x, y=codes.astype(np.int64),
+                     lengths=np.full(len(x), x.shape[1]) if lengths is None else lengths)
+            rec = seqbench.recommend("custom", limits, self.time_budget, models=self.models, db=Path(tmp) / "r.db",
+                                     workers=self.workers, progress=False, seed=int(self.random_state or 0),
+                                     task_opts={"path": str(path), "normalize": "none"})
+            self.model_ = None if rec.winner is None else seqbench.load_model(rec.winner.run_dir).eval()
+        self.recommendation_ = rec
+        self.majority_ = int(np.bincount(codes).argmax())
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(self, "recommendation_")
+        if self.model_ is None:  # the trivial baseline was recommended: the majority class
+            n = len(_as_sequences(X)[0])
+            return np.eye(len(self.classes_))[np.full(n, self.majority_)]
+        return super().predict_proba(X)
+
+
+__all__ = ["SeqClassifier", "SeqRecommender", "SeqRegressor"]
