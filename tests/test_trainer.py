@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,7 +94,7 @@ def test_run_directory_and_reload(tmp_path):
     model = tiny_model(task)
     out = tmp_path / "run"
     r = seqbench.train(model, task, TrainConfig(epochs=2, batch_size=32, lr=1e-2), out_dir=out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "history.jsonl", "last.pt",
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "best.pt", "config.json", "history.jsonl", "last.pt",
                                                      "result.json"]
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
     config = json.loads((out / "config.json").read_text())
@@ -297,3 +298,23 @@ def test_max_time_stops_between_epochs_keeping_the_best():
     assert res.best_valid["mse"] == min(row["valid_mse"] for row in res.history)
     with pytest.raises(seqbench.SeqbenchError, match="max_time"):
         TrainConfig(max_time=0.0).validate()
+
+
+def test_every_run_directory_has_a_model_card(tmp_path):
+    """README.md with YAML front matter (what model hubs read): the model, its size, the task, the
+    test metrics beside the trivial baseline, and the data's fingerprint where the data is a file."""
+    yaml = pytest.importorskip("yaml", reason="the bench extra is not installed (make installs it)")
+    rng = np.random.default_rng(0)
+    rows = [f"{s},{t},{rng.normal() + (s % 2):.3f},{s % 2}" for s in range(30) for t in range(5)]
+    (tmp_path / "d.csv").write_text("series,step,a,label\n" + "\n".join(rows) + "\n")
+    task = seqbench.create_task("custom", path=str(tmp_path / "d.csv"))
+    model = seqbench.model_for_task("gru", task, params=1000)
+    res = seqbench.train(model, task, TrainConfig(epochs=2), out_dir=tmp_path / "run", progress=False)
+    text = (tmp_path / "run" / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["library_name"] == "seqbench" and meta["model_name"] == "gru" and meta["params"] == res.params
+    assert meta["metrics"] == [{"name": k, "split": "test", "value": pytest.approx(v, 1e-5)} for k, v in res.test.items()]
+    assert meta["trivial_baseline"]["value"] == pytest.approx(task.trivial_on("test"), 1e-5)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["data_fingerprint"] == config["data"] and "d.csv" in json.dumps(config["data"])
+    assert "seqbench predict RUN" in text and f"{res.params:,} parameters" in text

@@ -411,6 +411,8 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                          train_time=train_time, samples_per_sec=seen / train_time if train_time else 0.0)
     if out is not None:
         atomic_write_json(out / RESULT, dataclasses.asdict(result) | {"history": None})
+        from seqbench.train.card import write_card
+        write_card(out, task, dataclasses.asdict(result))
     return result
 
 
