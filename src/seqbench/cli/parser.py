@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--patience", type=int, help=argparse.SUPPRESS)  # deprecated spelling of --early-stop
     tr.add_argument("--compile", action="store_true",
                     help="torch.compile the model (falls back to eager; slower than eager on small CPUs)")
+    tr.add_argument("--log", choices=["tensorboard", "mlflow"], help="track the run in tensorboard | mlflow (the track extra): per-epoch metrics, config, test, model")
     tr.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="run a sweep of models x tasks x seeds into a results database", parents=[plugin])
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpus-per-trial", type=int, help="torch threads (local) / Ray CPUs per trial")
     b.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
     b.add_argument("--export", help="also write all rows to a .csv or .parquet file")
+    b.add_argument("--log", choices=["tensorboard", "mlflow"], help="track every trial in tensorboard | mlflow")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_bench)
 
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--costs", help="costs measured on the target device by `seqbench profile` (JSON)")
     rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
     rc.add_argument("--device", default="cpu", help="where trials train: cpu (default) | auto | cuda | mps")
+    rc.add_argument("--log", choices=["tensorboard", "mlflow"], help="track every trial in tensorboard | mlflow")
     rc.set_defaults(func=cmd_recommend)
 
     pr = sub.add_parser("predict", help="predictions of a trained run on new data (a CSV/Parquet/NPZ file)",

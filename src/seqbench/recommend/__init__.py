@@ -51,11 +51,12 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               executor: str = "local", workers: int | None = None, costs: str | Path | None = None,
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
               task_name: str | None = None, task_opts: dict | None = None,
-              imports: list[str] | None = None, device: str = "cpu", on_instant=None) -> Recommendation:
+              imports: list[str] | None = None, device: str = "cpu", on_instant=None,
+              log: str | None = None) -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``.
     ``on_instant``, if given, is called with the portfolio's instant answer (``Instant``) before
-    the full profile and any training."""
+    the full profile and any training. ``log`` (tensorboard | mlflow) tracks every trial."""
     import seqbench
     from seqbench.data import require
     require("optuna", extra="search", why="seqbench recommend")  # before any work
@@ -63,6 +64,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     limits = limits or Limits()
     limits.check()
     budget_s = parse_duration(budget)
+    from seqbench.tracking import check_logger
+    check_logger(log)
     if out is not None:  # a file, or a directory holding the user's files: refused before any work
         from seqbench.outdir import OutDir
         OutDir(out).check()
@@ -128,7 +131,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                       rungs=tuple(rungs), db=str(db), seed=seed, overhead=TRIAL_OVERHEAD_S + task_load_s,
                       search_id=hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12],
                       imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu",
-                      first=tuple(c.id for _, c, _ in ordered[:PORTFOLIO_FIRST]))
+                      first=tuple(c.id for _, c, _ in ordered[:PORTFOLIO_FIRST]), log=log)
     search = Search(spec, task)
     from seqbench.recommend.baselines import nondeep_baseline
     nondeep = nondeep_baseline(task, max_s=0.1 * budget_s)  # within the budget: its time counts like profiling's
@@ -229,6 +232,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         rec.explanation += note
     if out is not None:
         write_answer(rec, out)
+    rec.paths["optuna"] = search.dashboard[0]  # the search's study, for optuna-dashboard
     return rec
 
 

@@ -284,6 +284,8 @@ def print_recommendation(rec: Recommendation, file=sys.stdout, top: int = 12) ->
         agree = "the search agrees" if rec.winner is not None and rec.winner.candidate == rec.instant["pick"] else \
             "the search's answer above replaces it"
         print(f"The portfolio's instant answer was {rec.instant['pick']} ({agree}).", file=file)
-    if rec.paths:
+    if rec.paths.get("md"):
         print(f"written: {rec.paths.get('md')}" + (f"; winner run: {rec.paths['winner']}" if "winner" in rec.paths
                                                   else ""), file=file)
+    if rec.paths.get("optuna"):
+        print(f"the search in Optuna's dashboard: optuna-dashboard {rec.paths['optuna']}", file=file)

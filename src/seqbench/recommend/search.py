@@ -62,6 +62,7 @@ class SearchSpec:
     imports: tuple[str, ...] = ()
     device: str = "cpu"
     first: tuple[str, ...] = ()   # candidate ids trained right after the default: the portfolio's picks
+    log: str | None = None        # experiment tracking of every trial: tensorboard | mlflow
 
 
 class Search:
@@ -120,6 +121,34 @@ class Search:
         if self.driver is not None:
             self.driver.close()
         self.store.close()
+        self.mirror(force=True)
+
+    @property
+    def dashboard(self) -> tuple[str, str]:
+        """Where Optuna's dashboard finds this search: the storage URL and the study's name."""
+        return f"sqlite:///{dashboard_path(self.db)}", f"recommend-{self.task_name}-{self.search_id}"
+
+    def mirror(self, force: bool = False) -> None:
+        """Copy the study's finished trials into a SQLite storage that ``optuna-dashboard`` opens
+        (the search itself keeps its own log in the results store; this copy is for looking)."""
+        now = time.monotonic()
+        if not force and now - getattr(self, "_mirrored", 0.0) < 10:
+            return
+        self._mirrored = now
+        optuna = self.optuna
+        url, name = self.dashboard
+        done = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
+        if not done:
+            return
+        storage = optuna.storages.RDBStorage(url)
+        try:
+            if name in {s.study_name for s in storage.get_all_studies()}:
+                optuna.delete_study(study_name=name, storage=storage)
+            copy = optuna.create_study(study_name=name, storage=storage, direction=self.study.direction)
+            copy.set_user_attr("task", self.task_name)
+            copy.add_trials(done)
+        finally:
+            storage.engine.dispose()
 
     def default_params(self) -> dict | None:
         """The default configuration: the largest allowed candidate of the model the registry marks
@@ -158,7 +187,8 @@ class Search:
         tag = None if fold is None else "all" if fold == "all" else f"{fold[0]}/{fold[1]}"
         task_opts = self.task_opts if tag is None else {**self.task_opts, "fold": tag}
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=task_opts, model_opts=opts,
-                       train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device})
+                       train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device,
+                              **({"log": self.spec.log} if self.spec.log else {})})
         run = f"search-{self.search_id}-{_tid(params)}-s{s}" + ("" if tag is None else "-refit" if tag == "all"
                                                                  else f"-fold{fold[0]}of{fold[1]}")
         t.update(run=run, keep_state=True, test=False)
@@ -169,6 +199,8 @@ class Search:
     def log(self, tid: str, rec: dict) -> None:
         self.records[tid] = rec
         records.log_search(self.store, self.search_id, tid, rec, self.spent_before + time.monotonic() - self.t_start)
+        if rec["state"] != "RUNNING":
+            self.mirror()
 
     def _start(self, tid: str, rec: dict, epochs: int) -> None:
         t = self.trial(rec["params"], epochs, 0)
@@ -358,6 +390,12 @@ class Search:
         # worse one that trained longer (its best-on-valid weights are that good); ties: more epochs first
         rows.sort(key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
         return rows
+
+def dashboard_path(db: str | Path) -> Path:
+    """The Optuna storage beside a recommend database: recommend.db -> recommend.optuna.db."""
+    db = Path(db)
+    return db.with_name(f"{db.stem}.optuna.db")
+
 
 def _params(r: Ranked) -> dict:
     return {"candidate": r.candidate, "lr": r.lr, "dropout": r.dropout or 0.0}

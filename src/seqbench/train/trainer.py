@@ -54,6 +54,7 @@ class TrainConfig:
     early_stop: int | None = None  # stop after this many epochs without a better valid metric (--patience)
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (None: whole train set)
     max_time: float | None = None  # wall-clock seconds: no epoch starts after this much (None: all epochs)
+    log: str | None = None         # experiment tracking: tensorboard | mlflow (the track extra)
     aux_weight: float = 0.0        # weight of auxiliary losses on model.aux_outputs (TrellisNet aux_freq)
     eval_batch_size: int = 256
     seed: int = 0
@@ -86,6 +87,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
             if getattr(self, name) < 1:
                 raise SeqbenchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        from seqbench.tracking import check_logger
+        check_logger(self.log)
         if self.max_time is not None and not (math.isfinite(self.max_time) and self.max_time > 0):
             raise SeqbenchError(f"max_time must be a positive number of seconds, got {self.max_time!r}")
         if not self.lr > 0:
@@ -329,6 +332,11 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
     bar = tqdm(total=cfg.epochs * steps, initial=(start - 1) * steps, desc=f"{model.config.get('name', 'model')}"
                f" on {task.name}", unit="step", disable=(None if progress is None else not progress),
                dynamic_ncols=True, leave=False)
+    tracker = None
+    if cfg.log is not None:  # the configuration as hyperparameters; metrics per epoch; test and artifacts at the end
+        from seqbench.tracking import Tracker
+        tracker = Tracker(cfg.log, f"{model.config.get('name', 'model')} on {task.name}",
+                          run_config(model, task, cfg), out)
     t_run = time.monotonic()
     try:
         for epoch in range(start, cfg.epochs + 1):
@@ -376,6 +384,8 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                    "train_time": round(train_time, 3),
                    **{f"valid_{k}": v for k, v in valid.items()}}
             history.append(row)
+            if tracker is not None:
+                tracker.epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
             improved = best_valid is None or metric.better(valid[metric.name], best_valid[metric.name])
             if improved:
                 best_valid, best_epoch = valid, epoch
@@ -397,6 +407,10 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
                             **{f"valid_{metric.name}": f"{valid[metric.name]:.4g}"})
             if cfg.early_stop is not None and epoch - best_epoch >= cfg.early_stop:
                 break  # early stopping: no better valid metric for early_stop epochs
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
     finally:
         bar.close()
 
@@ -413,6 +427,8 @@ def _fit(model: nn.Module, task: Task, cfg: TrainConfig, out: Path | None, resum
         atomic_write_json(out / RESULT, dataclasses.asdict(result) | {"history": None})
         from seqbench.train.card import write_card
         write_card(out, task, dataclasses.asdict(result))
+    if tracker is not None:
+        tracker.finish(test, out)
     return result
 
 
