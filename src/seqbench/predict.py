@@ -21,8 +21,10 @@ from seqbench.errors import SeqbenchError
 
 
 @torch.inference_mode()
-def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256):
-    """A pandas DataFrame of predictions for the sequences (or series) in ``input``."""
+def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256,
+            progress: bool | None = None):
+    """A pandas DataFrame of predictions for the sequences (or series) in ``input``; a progress
+    bar over the batches on a terminal (``progress=None``)."""
     from seqbench.data import require
     from seqbench.data.files import load_file
     from seqbench.tasks.custom import normalize
@@ -50,31 +52,46 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
     if xs[0].shape[1] != model.d_in:
         raise SeqbenchError(f"{path} has {xs[0].shape[1]} feature columns, the model takes {model.d_in}")
     ids = data.get("ids") or list(range(len(xs)))  # an NPZ has no ids: its rows, 0..N-1
-    rows: list[list[dict]] = [[] for _ in xs]
-    # batches of equal length: no padding reaches a non-causal model's outputs, and none is computed
-    order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
-    groups = [[i for i in order if len(xs[i]) == n] for n in sorted({len(x) for x in xs})]
-    for group in groups:
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
-            xb = torch.from_numpy(np.stack([xs[i] for i in chunk]).astype(np.float32))
-            out = model(xb)
-            if kind == "per_step":
-                for j, i in enumerate(chunk):
-                    rows[i] = [{"id": ids[i], "step": t, "prediction": float(out[j, t, 0])} for t in range(len(xs[i]))]
-                continue
-            last = out[:, -1]
-            if kind == "regression":
-                for j, i in enumerate(chunk):
-                    rows[i] = [{"id": ids[i], "prediction": float(last[j, 0])}]
-                continue
-            classes = fitted.get("classes") or [str(c) for c in range(model.d_out)]
-            probs = torch.softmax(last.float(), dim=-1).numpy()
+    return _predict_sequences(model, xs, ids, kind, fitted, batch_size, progress, pd)
+
+
+def _predict_sequences(model, xs: list[np.ndarray], ids: list, kind: str, fitted: dict, batch_size: int,
+                       progress: bool | None, pd):
+    """Outputs written into preallocated columns batch by batch (memory: the inputs and one row of
+    numbers per prediction); batches of equal length, so no padding reaches a non-causal model's
+    outputs and none is computed."""
+    from tqdm.auto import tqdm
+    n = len(xs)
+    lengths = np.array([len(x) for x in xs])
+    order = np.argsort(lengths, kind="stable")
+    if kind == "per_step":
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        values = np.empty(int(offsets[-1]), dtype=np.float64)
+    elif kind == "regression":
+        values = np.empty(n, dtype=np.float64)
+    else:
+        classes = fitted.get("classes") or [str(c) for c in range(model.d_out)]
+        values = np.empty((n, len(classes)), dtype=np.float64)
+    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+    chunks = [c[i:i + batch_size] for c in np.split(order, bounds) for i in range(0, len(c), batch_size)]
+    for chunk in tqdm(chunks, desc="predicting", unit="batch", disable=None if progress is None else not progress,
+                      leave=False):
+        out = model(torch.from_numpy(np.stack([xs[i] for i in chunk]).astype(np.float32)))
+        if kind == "per_step":
             for j, i in enumerate(chunk):
-                rows[i] = [{"id": ids[i], "prediction": classes[int(probs[j].argmax())],
-                            **{f"p_{c}": float(probs[j, k]) for k, c in enumerate(classes)}}]
-    rows = [r for per in rows for r in per]
-    return pd.DataFrame(rows)
+                values[offsets[i]:offsets[i + 1]] = out[j, :, 0].double().numpy()
+        elif kind == "regression":
+            values[chunk] = out[:, -1, 0].double().numpy()
+        else:
+            values[chunk] = torch.softmax(out[:, -1].double(), dim=-1).numpy()
+    if kind == "per_step":
+        return pd.DataFrame({"id": np.repeat(np.asarray(ids, dtype=object), lengths),
+                             "step": np.concatenate([np.arange(m) for m in lengths]) if n else [],
+                             "prediction": values})
+    if kind == "regression":
+        return pd.DataFrame({"id": ids, "prediction": values})
+    return pd.DataFrame({"id": ids, "prediction": np.asarray(classes, dtype=object)[values.argmax(1)],
+                         **{f"p_{c}": values[:, k] for k, c in enumerate(classes)}})
 
 
 def _forecast(model, data: dict, fitted: dict, path: Path, pd):
