@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 import seqbench
@@ -292,3 +293,21 @@ def test_every_kind_of_data_runs_through_recommend(tmp_path, make, metric):
                              max_epochs=1, progress=False, task_opts=opts)
     assert rec.ranked and rec.metric == metric and all(r.epochs >= 1 for r in rec.ranked)
     assert rec.instant is None or rec.instant["pick"].startswith("gru")
+
+
+@pytest.mark.parametrize("model", ["gru", "tcn"])
+def test_steps_timed_on_each_runtime_compute_the_same_outputs(model, tmp_path):
+    """What `--runtime` times is the same step: the exported ONNX graph in onnxruntime, and each
+    engine, give the model's own step output (within 1e-5)."""
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed (make installs it)")
+    from seqbench.recommend.costs import step_runner
+    task = seqbench.create_task("tsc:GunPoint")
+    m = seqbench.model_for_task(model, task, params=3_000).eval()
+    with torch.inference_mode():
+        ref = step_runner(m, task, 2, "auto", tmp_path)()[0]
+        for runtime in ("torch", "numpy", "onnxruntime"):
+            out = step_runner(m, task, 2, runtime, tmp_path)()[0]
+            assert np.abs(np.asarray(out) - ref.numpy()).max() < 1e-5, runtime
+    with pytest.raises(seqbench.SeqbenchError, match="unknown runtime 'tflite'"):
+        from seqbench.recommend.costs import check_runtime
+        check_runtime("tflite")

@@ -276,7 +276,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     task_opts = parse_options(args.task_opt, "--task-opt")
     if budget == 0:
         task = seqbench.create_task(args.task, **task_opts)
-        print_instant(instant_answer(task, _limits(args), _csv(args.models) or None, costs=args.costs))
+        print_instant(instant_answer(task, _limits(args), _csv(args.models) or None, costs=args.costs,
+                                     runtime=args.runtime))
         return 0
 
     def show(ans) -> None:
@@ -285,7 +286,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     rec = recommend(args.task, _limits(args), budget, on_instant=show, models=_csv(args.models) or None, seeds=repeats,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
                     max_epochs=args.max_epochs, progress=False if args.no_progress else None,
-                    task_opts=task_opts, imports=imports, device=args.device, log=args.log)
+                    task_opts=task_opts, imports=imports, device=args.device, log=args.log, runtime=args.runtime)
     print_recommendation(rec)
     return 0
 
@@ -301,8 +302,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     limits = _limits(args)
     limits.check()
     cands = candidate_space(task, limits.max_params, _csv(args.models) or None)
-    costs = measure_costs(task, cands, limits.batch, progress=False if args.no_progress else None)
-    write_costs(args.out, task, costs, limits.batch)
+    costs = measure_costs(task, cands, limits.batch, progress=False if args.no_progress else None, runtime=args.runtime)
+    write_costs(args.out, task, costs, limits.batch, args.runtime)
     out = exclusions(costs, limits)  # the limits given: which candidates they would exclude, and why
     rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}",
              "spread": f"{k.step_spread:.0%}", "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}",

@@ -52,11 +52,13 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
               task_name: str | None = None, task_opts: dict | None = None,
               imports: list[str] | None = None, device: str = "cpu", on_instant=None,
-              log: str | None = None) -> Recommendation:
+              log: str | None = None, runtime: str = "auto") -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``.
     ``on_instant``, if given, is called with the portfolio's instant answer (``Instant``) before
-    the full profile and any training. ``log`` (tensorboard | mlflow) tracks every trial."""
+    the full profile and any training. ``log`` (tensorboard | mlflow) tracks every trial.
+    ``runtime`` (auto | torch | numpy | onnxruntime) is where candidates' steps are timed: the
+    ranking under a latency limit depends on the runtime that will run the model."""
     import seqbench
     from seqbench.data import require
     require("optuna", extra="search", why="seqbench recommend")  # before any work
@@ -66,6 +68,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     budget_s = parse_duration(budget)
     from seqbench.tracking import check_logger
     check_logger(log)
+    from seqbench.recommend.costs import check_runtime
+    check_runtime(runtime)
     if out is not None:  # a file, or a directory holding the user's files: refused before any work
         from seqbench.outdir import OutDir
         OutDir(out).check()
@@ -94,11 +98,12 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     # 1-2: candidates and their costs, before anything trains
     candidates = candidate_space(task, limits.max_params, models)
     if on_instant is not None:  # seconds: only the candidates the instant answer needs are measured
-        on_instant(instant_answer(task, limits, models, db=db, costs=costs))
+        on_instant(instant_answer(task, limits, models, db=db, costs=costs, runtime=runtime))
     if costs is not None:
         cost_of, machine = read_costs(costs, task, candidates, limits.batch)
     else:
-        cost_of, machine = profile(task, candidates, limits.batch, db, progress), _machine()
+        cost_of, machine = profile(task, candidates, limits.batch, db, progress, runtime), _machine()
+        machine += f", steps timed on {runtime}" if runtime != "auto" else ""
     excluded = exclusions(cost_of, limits)
     allowed = [c for c in candidates if c not in excluded]
     if not allowed and all(not math.isfinite(k.train_step_ms) for k in cost_of.values()):
@@ -125,7 +130,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
 
     # 3: the search, resumable from the store
     ident = {"task": task_name, "task_opts": task_opts, "limits": dataclasses.asdict(limits), "models": models,
-             "rungs": rungs, "seed": seed, "seeds": seeds, "costs": str(costs) if costs else None}
+             "rungs": rungs, "seed": seed, "seeds": seeds, "costs": str(costs) if costs else None,
+             **({"runtime": runtime} if runtime != "auto" else {})}
     from seqbench.device import resolve_device
     spec = SearchSpec(task_name=task_name, task_opts=task_opts, allowed=tuple(allowed), cost_of=cost_of,
                       rungs=tuple(rungs), db=str(db), seed=seed, overhead=TRIAL_OVERHEAD_S + task_load_s,

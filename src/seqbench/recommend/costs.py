@@ -40,10 +40,10 @@ def _machine() -> str:
     env = environment(torch.get_num_threads())
     return f"{env['cpu']} x{env['cores']}, {env['threads']} threads, torch {env['torch']}"
 
-def _cost_key(task, cand: Candidate, batch: int) -> str:
+def _cost_key(task, cand: Candidate, batch: int, runtime: str = "auto") -> str:
     spec = {"model": cand.model, "params": cand.params, "opts": cand.opts, "d_in": task.d_in, "d_out": task.d_out,
             "seq_len": str(task.seq_len), "tokens": task.input_kind == "tokens", "batch": batch,
-            "method": COSTS_VERSION, **task.model_kwargs()}
+            "method": COSTS_VERSION, **task.model_kwargs(), **({"runtime": runtime} if runtime != "auto" else {})}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 def _build(task, cand: Candidate, **extra):
@@ -95,16 +95,19 @@ def _inputs(task, batch: int, length: int | None):
     return torch.randn(*shape, task.d_in, generator=g)
 
 def measure_costs(task, candidates: list[Candidate], batch: int = 1, rounds: int = 5, steps: int = 20,
-                  progress: bool | None = None) -> dict[Candidate, Costs]:
+                  progress: bool | None = None, runtime: str = "auto") -> dict[Candidate, Costs]:
     """Measure every candidate's costs on this machine, the step timings interleaved in rounds (so
     a slow moment of a shared machine hits all candidates alike); medians."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=torch.get_num_threads()):  # BLAS on torch's threads, as deployed
-        return _measure(task, candidates, batch, rounds, steps, progress)
+        check_runtime(runtime)
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="seqbench-costs-") as tmp:
+            return _measure(task, candidates, batch, rounds, steps, progress, runtime, Path(tmp))
 
 
-def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: int, progress: bool | None
-             ) -> dict[Candidate, Costs]:
+def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: int, progress: bool | None,
+             runtime: str = "auto", tmp: Path | None = None) -> dict[Candidate, Costs]:
     from tqdm.auto import tqdm
 
     from seqbench.models.base import count_params
@@ -120,7 +123,6 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
             too_big[cand] = Costs(params=count_params(model), shape=f"does not fit: {e}", step_ms=math.inf,
                                   seq_ms=math.inf, mem_mb=math.inf, train_step_ms=math.inf)
             continue
-        state = model.init_state(batch)
         with torch.inference_mode():
             seq = _inputs(task, batch, L)
             full_state = model.init_state(batch)
@@ -144,10 +146,10 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
             task.loss(task.predict(tmodel, xb), yb).backward()
             opt.step()
             train_times.append(time.perf_counter() - t0)
-        x_t = _inputs(task, batch, None)
+        step = step_runner(model, task, batch, runtime, tmp)
         for _ in range(5):  # warm up
-            model.step(x_t, state)
-        built[cand] = (model, state, x_t, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
+            step()
+        built[cand] = (step, None, None, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
                        min(train_times) * 1e3, [])
     _time_rounds(built, list(built), rounds, steps)
     for _ in range(2):  # a smaller model of a kind slower than a larger one is load, not cost: measure again
@@ -160,14 +162,49 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
                           for c, b in built.items()}}
 
 
+RUNTIMES = ("auto", "torch", "numpy", "onnxruntime")
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise SeqbenchError(f"unknown runtime {runtime!r}; use one of: {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        from seqbench.data import require
+        require("onnxruntime", extra="export", why="--runtime onnxruntime")
+
+
+def step_runner(model, task, batch: int, runtime: str, tmp: Path | None):
+    """One streaming step at ``batch`` on ``runtime``, as a call to time: the model's own step
+    (``auto``: its default engine; ``torch`` or ``numpy``: that engine), or the graph
+    ``seqbench export --streaming`` writes, run by onnxruntime on one thread (the state for a
+    stream of the task's length)."""
+    x_t = _inputs(task, batch, None)
+    if runtime != "onnxruntime":
+        state = model.init_state(batch, engine=runtime)
+        return lambda: model.step(x_t, state)
+    import onnxruntime as ort
+
+    from seqbench.export import StreamingStep, export_model
+    max_len = int(task.seq_len) if str(task.seq_len).isdigit() else 1024
+    path = tmp / f"step{len(list(tmp.iterdir()))}.onnx"
+    export_model(model, path, "onnx", streaming=True, max_len=max_len)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = torch.get_num_threads()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    module = StreamingStep(model, max_len)
+    args = (x_t.to(module.example_input(batch).dtype), *module.init_state(batch))
+    feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+    return lambda: sess.run(None, feeds)
+
+
 def _time_rounds(built: dict, cands: list[Candidate], rounds: int, steps: int) -> None:
     """Interleaved: each round times every candidate once, so a slow moment hits all alike."""
     for _ in range(rounds):
         for cand in cands:
-            model, state, x_t, *_rest, times = built[cand]
+            step, *_rest, times = built[cand]
             t0 = time.perf_counter()
             for _ in range(steps):
-                model.step(x_t, state)
+                step()
             times.append((time.perf_counter() - t0) / steps * 1e3)
 
 
@@ -201,7 +238,7 @@ def _check_memory(task, cand: Candidate, model, batch: int) -> None:
                 f"stream)", "give a smaller --batch")
 
 def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | None = None,
-            progress: bool | None = None) -> dict[Candidate, Costs]:
+            progress: bool | None = None, runtime: str = "auto") -> dict[Candidate, Costs]:
     """Costs for every candidate: cached ones from the store (same candidate, task shape, batch and
     machine), the rest measured now and cached."""
     from seqbench.bench.store import Store
@@ -211,21 +248,21 @@ def profile(task, candidates: list[Candidate], batch: int = 1, db: str | Path | 
     if db is not None and Path(db).exists():  # a new store is created only once there is something to keep
         with Store(db) as store:
             for cand in candidates:
-                row = records.cost(store, machine, _cost_key(task, cand, batch))
+                row = records.cost(store, machine, _cost_key(task, cand, batch, runtime))
                 if row is not None:
                     cached[cand] = Costs(**row)
     todo = [c for c in candidates if c not in cached]
-    fresh = measure_costs(task, todo, batch, progress=progress) if todo else {}
-    keep = [(_cost_key(task, c, batch), dataclasses.asdict(v)) for c, v in fresh.items()
+    fresh = measure_costs(task, todo, batch, progress=progress, runtime=runtime) if todo else {}
+    keep = [(_cost_key(task, c, batch, runtime), dataclasses.asdict(v)) for c, v in fresh.items()
             if math.isfinite(v.step_ms)]  # what does not fit in memory now may fit later: not cached
     if db is not None and keep:
         with Store(db) as store:
             records.put_costs(store, machine, keep)
     return {c: cached.get(c) or fresh[c] for c in candidates}
 
-def write_costs(path: str | Path, task, costs: dict[Candidate, Costs], batch: int) -> None:
+def write_costs(path: str | Path, task, costs: dict[Candidate, Costs], batch: int, runtime: str = "auto") -> None:
     """A costs table for ``recommend --costs``: measured where the model will run."""
-    atomic_write_json(path, {"seqbench_costs": 1, "machine": _machine(), "batch": batch, "task": task.name,
+    atomic_write_json(path, {"seqbench_costs": 1, "machine": _machine(), "batch": batch, "task": task.name, "runtime": runtime,
                              "entries": {_cost_key(task, c, batch): {"candidate": c.id, **dataclasses.asdict(v)}
                                          for c, v in costs.items()}})
 

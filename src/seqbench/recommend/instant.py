@@ -59,7 +59,8 @@ def reason(task, props: dict, cand: Candidate, cfg: str, score: float, near: lis
 
 
 def instant_answer(task, limits: Limits | None = None, models: list[str] | None = None,
-                   db: str | Path | None = None, costs: str | Path | None = None, portfolio=None) -> Instant:
+                   db: str | Path | None = None, costs: str | Path | None = None, portfolio=None,
+                   runtime: str = "auto") -> Instant:
     """The portfolio's first configuration that meets ``limits``: only the candidates it needs are
     measured (cached in ``db`` like recommend's costs), so the answer takes seconds."""
     from seqbench.recommend.costs import profile, read_costs
@@ -75,7 +76,7 @@ def instant_answer(task, limits: Limits | None = None, models: list[str] | None 
     fits = []
     for cfg, cand, score in ordered:
         cost = (read_costs(costs, task, [cand], limits.batch)[0] if costs is not None
-                else profile(task, [cand], limits.batch, db, progress=False))
+                else profile(task, [cand], limits.batch, db, progress=False, runtime=runtime))
         if not exclusions(cost, limits):
             fits.append((cfg, cand, score))
             break
