@@ -190,8 +190,8 @@ def test_recommend_on_text_sizes_its_grid_above_the_embedding(tmp_path):
     assert rec.ranked and rec.metric == "bpc"
     assert min(r.params for r in rec.ranked) > 29 * 64
     import optuna  # the search's study, as optuna-dashboard opens it, through Optuna's own API
-    (name,) = optuna.get_all_study_names(rec.paths["optuna"])
-    study = optuna.load_study(study_name=name, storage=rec.paths["optuna"])
+    (name,) = optuna.get_all_study_names(rec.optuna)
+    study = optuna.load_study(study_name=name, storage=rec.optuna)
     assert len(study.trials) >= len(rec.ranked) and study.best_value == pytest.approx(rec.ranked[0].valid)
     assert study.best_trial.params["candidate"] == rec.ranked[0].candidate
 

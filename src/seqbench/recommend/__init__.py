@@ -236,9 +236,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     rec.explanation = explain(rec, note, noise if rows and winner is None else None, what, task.trivial_note)
     if winner is None and note:
         rec.explanation += note
+    rec.optuna = search.dashboard[0]  # the search's study, for optuna-dashboard
     if out is not None:
         write_answer(rec, out)
-    rec.paths["optuna"] = search.dashboard[0]  # the search's study, for optuna-dashboard
     return rec
 
 

@@ -58,6 +58,7 @@ class Recommendation:
     untried: str = ""             # how many allowed candidates never trained, and the budget that would try them
     nondeep: dict | None = None   # a strong non-deep baseline's scores (NonDeep as a dict), where one applies
     instant: dict | None = None   # the portfolio's pick before training (Instant as a dict), where there is one
+    optuna: str = ""              # the storage URL of the search's Optuna study (optuna-dashboard opens it)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -287,5 +288,5 @@ def print_recommendation(rec: Recommendation, file=sys.stdout, top: int = 12) ->
     if rec.paths.get("md"):
         print(f"written: {rec.paths.get('md')}" + (f"; winner run: {rec.paths['winner']}" if "winner" in rec.paths
                                                   else ""), file=file)
-    if rec.paths.get("optuna"):
-        print(f"the search in Optuna's dashboard: optuna-dashboard {rec.paths['optuna']}", file=file)
+    if rec.optuna:
+        print(f"the search in Optuna's dashboard: optuna-dashboard {rec.optuna}", file=file)
