@@ -49,6 +49,7 @@ def main() -> int:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--db", default=str(DB))
+    ap.add_argument("--out", default=str(OUT), help="the markdown table to write")
     args = ap.parse_args()
     import seqbench
     from build_portfolio import SETS as ALL
@@ -102,7 +103,7 @@ def main() -> int:
     head = ["set", "budget", "metric", "recommend", "its answer", "default, same time", "SE", ">= default",
             "instant pick, same time", "instant pick", "non-deep", "grid best", "regret"]
     mean = sum(regrets) / len(regrets) if regrets else float("nan")
-    atomic_write_text(OUT, "\n".join([
+    atomic_write_text(Path(args.out), "\n".join([
         "# How good is recommend's answer", "",
         "Test metrics. `>= default`: recommend's answer is at least the default first try's (the largest TCN, the "
         "task's settings, trained for the same wall time) within its standard error (SE; accuracy: binomial, "
