@@ -167,14 +167,19 @@ class SeqClassifier(_sk.ClassifierMixin, _SeqEstimator):
     """A zoo model as a scikit-learn classifier (one label per sequence)."""
 
     def fit(self, X, y) -> "SeqClassifier":
+        x, codes, lengths = self._prepare_classes(X, y)
+        self._fit(_ArrayClassification(x, codes, lengths))
+        return self
+
+    def _prepare_classes(self, X, y):
+        """Inputs, labels as codes 0..K-1 (``classes_`` holds the labels), lengths."""
         from sklearn.utils.multiclass import check_classification_targets
         x, y, lengths = self._prepare(X, y)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y has one class ({self.classes_[0]!r}); a classifier needs at least 2")
-        self._fit(_ArrayClassification(x, codes.astype(np.int64), lengths))
-        return self
+        return x, codes.astype(np.int64), lengths
 
     def predict_proba(self, X) -> np.ndarray:
         logits = self._outputs(X)[:, :len(self.classes_)]
@@ -225,17 +230,12 @@ class SeqRecommender(SeqClassifier):
         from pathlib import Path
 
         import seqbench
-        from sklearn.utils.multiclass import check_classification_targets
-        x, y, lengths = self._prepare(X, y)
-        check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has one class ({self.classes_[0]!r}); a classifier needs at least 2")
+        x, codes, lengths = self._prepare_classes(X, y)
         limits = seqbench.Limits(max_step_ms=self.max_step_ms, max_params=self.max_params,
                                  max_memory_mb=self.max_memory_mb)
         with tempfile.TemporaryDirectory(prefix="seqbench-recommender-") as tmp:
             path = Path(tmp) / "data.npz"
-            np.savez(path, x=x, y=codes.astype(np.int64),
+            np.savez(path, x=x, y=codes,
                      lengths=np.full(len(x), x.shape[1]) if lengths is None else lengths)
             rec = seqbench.recommend("custom", limits, self.time_budget, models=self.models, db=Path(tmp) / "r.db",
                                      workers=self.workers, progress=False, seed=int(self.random_state or 0),
