@@ -113,8 +113,8 @@ def write_outputs(names: list[str], todo: list[dict], tasks: dict, db: Path) -> 
     atomic_write_text(OUT_JSON, json.dumps({"built": built, "configs": configs, "sets": sets}, indent=1) + "\n")
     port = Portfolio(sets, configs, built)
     loo = leave_one_out(port)
-    head = ["set", "data (measured)", "best config (valid)", "default tcn#0@100K (test)", "instant pick (LOO)",
-            "its test", "best of first 3 (LOO)", "its test"]
+    head = ["set", "data (measured)", "best config (valid)", "default (tcn#0@100K)", "instant pick (LOO)",
+            "its share", "best of first 3 (LOO)", "its share"]
     body = []
     for s, r in zip(sets, loo):
         best = max(s["scores"], key=lambda c: s["scores"][c])
@@ -129,7 +129,8 @@ def write_outputs(names: list[str], todo: list[dict], tasks: dict, db: Path) -> 
         "# The recommender's portfolio, and how it transfers", "",
         "Every configuration (model, search shape, size; the task's learning rate) trained for "
         f"{STEPS} optimizer steps on each offline set; scores are the share of the gap between the trivial "
-        "baseline and the set's best configuration that a configuration closes (test split, 1 = the set's best).",
+        "baseline and the set's best configuration that a configuration closes (test split, 1 = the set's best; "
+        "0 = no better than the trivial baseline, or not trained).",
         "Leave one set out: the portfolio built from the other sets, used on this one (its nearest sets by "
         "measured properties vote).", "",
         md_table(head, body), "",
