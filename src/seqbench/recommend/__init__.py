@@ -119,9 +119,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
 
     # the portfolio's order for data like this (the instant answer), trained right after the default
     from seqbench.recommend.instant import Instant, portfolio_order, reason
-    from seqbench.recommend.properties import measure
-    props = measure(task)
-    ordered, near = portfolio_order(task, props, allowed)
+    from seqbench.recommend.properties import try_measure
+    props = try_measure(task)
+    ordered, near = portfolio_order(task, props, allowed) if props is not None else ([], [])
     instant = None
     if ordered:
         cfg, cand, score = ordered[0]

@@ -64,15 +64,16 @@ def instant_answer(task, limits: Limits | None = None, models: list[str] | None 
     """The portfolio's first configuration that meets ``limits``: only the candidates it needs are
     measured (cached in ``db`` like recommend's costs), so the answer takes seconds."""
     from seqbench.recommend.costs import profile, read_costs
-    from seqbench.recommend.properties import measure
+    from seqbench.recommend.properties import try_measure
     limits = limits or Limits()
     limits.check()
-    props = measure(task)
+    props = try_measure(task)
     candidates = candidate_space(task, limits.max_params, models)
-    ordered, near = portfolio_order(task, props, candidates, portfolio)
+    ordered, near = portfolio_order(task, props, candidates, portfolio) if props is not None else ([], [])
     if not ordered:
         return Instant(None, None, "no portfolio (src/seqbench/recommend/portfolio.json) to draw on; build it with "
-                       "benchmarks/build_portfolio.py", props)
+                       "benchmarks/build_portfolio.py" if props is not None else "the data could not be measured",
+                       props or {})
     fits = []
     for cfg, cand, score in ordered:
         cost = (read_costs(costs, task, [cand], limits.batch)[0] if costs is not None

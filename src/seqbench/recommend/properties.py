@@ -104,6 +104,18 @@ def measure(task) -> dict[str, Any]:
     return props
 
 
+def try_measure(task) -> dict[str, Any] | None:
+    """``measure``, or None with a warning where a task's batches are not what it expects (a
+    plugin task's own target types): the portfolio is skipped, the search is not."""
+    try:
+        return measure(task)
+    except Exception as e:  # noqa: BLE001 - any task's data: the instant answer is optional
+        import warnings
+        warnings.warn(f"could not measure {task.name!r}'s data for the portfolio ({type(e).__name__}: {e}); "
+                      "searching without it")
+        return None
+
+
 def describe(props: dict[str, Any]) -> str:
     """One line a user reads: the data as seqbench measured it."""
     width = f"a vocabulary of {props['channels']:,}" if props["kind"] == "tokens" else \
