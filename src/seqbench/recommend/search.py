@@ -25,6 +25,7 @@ from seqbench.recommend.costs import Costs
 
 REDUCTION = 3              # successive halving keeps the best third at each rung
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
+SHARE_OF_LEFT = 0.25       # while others run, a proposed trial's first rung may take at most this share of the time left
 
 
 def parse_duration(text: str | float | int, allow_zero: bool = False) -> float:
@@ -104,16 +105,18 @@ class Search:
                     distributions=self.dists, intermediate_values={int(k): v for k, v in rec["values"].items()}))
             elif rec["state"] == "RUNNING":
                 self.study.enqueue_trial(rec["params"])
-        self.default_tid = None
+        self.default_tid, self.enqueued = None, set()
         default = self.default_params()
         if default is not None:  # what an expert would try first: trained first, to the end, never pruned
             self.default_tid = _tid(default)
+            self.enqueued.add(self.default_tid)
             if self.default_tid not in self.records:
                 self.study.enqueue_trial(default)
         for cid in spec.first:  # the portfolio's configurations next, at the task's learning rate
             params = {"candidate": cid, "lr": self.task_lr(), "dropout": 0.0}
             if cid in self.by_id and _tid(params) not in self.records and params != default:
                 self.study.enqueue_trial(params)
+                self.enqueued.add(_tid(params))
         self.driver = None
         self.t_start = time.monotonic()
 
@@ -293,7 +296,10 @@ class Search:
                     if not self.uses_dropout(self.by_id[params["candidate"]]):
                         params["dropout"] = 0.0  # not a knob of this candidate: one trial, not copies
                     tid = _tid(params)
-                    if tid in live or self.estimate(self.by_id[params["candidate"]], rungs[0]) > left:
+                    # the sampler's proposals weigh their cost: while others run, one whose first rung would
+                    # take over a quarter of the time left waits (a slow candidate does not eat the budget)
+                    cap = left if tid in self.enqueued or not live else SHARE_OF_LEFT * left
+                    if tid in live or self.estimate(self.by_id[params["candidate"]], rungs[0]) > cap:
                         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a duplicate, or too long now
                         continue
                     live[tid] = {"trial": trial, "params": params, "reported": 0, "values": {}, "state": "RUNNING"}
