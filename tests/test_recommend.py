@@ -156,8 +156,8 @@ def test_recommend_on_the_ray_executor(data, tmp_path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (make installs it)")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=25, models=["gru", "tcn"],
-                                 db=tmp_path / "r.db", executor="ray", max_epochs=3, progress=False,
+        rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru", "tcn"],
+                                 db=tmp_path / "r.db", executor="ray", max_epochs=9, progress=False,
                                  task_opts={"path": str(data)})
     finally:
         ray.shutdown()

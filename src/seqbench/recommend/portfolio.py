@@ -158,17 +158,21 @@ class Portfolio:
 
 def leave_one_out(portfolio: Portfolio, first: int = 3) -> list[dict[str, Any]]:
     """For each set: the portfolio built without it, used on it. ``instant``: the test score of its
-    first configuration; ``top``: of the best on validation among its first ``first`` (what a search
-    that trains the portfolio first reaches); ``default``: the default first try's. Scores are
-    normalized test scores (share of the gap to the set's best closed)."""
+    first configuration; ``top``: of what recommend's first trials choose (the default first try
+    and the portfolio's first ``first``, the best on validation, the default kept unless another is
+    better); ``default``: the default first try's. Scores are normalized test scores (share of the
+    gap to the set's best closed)."""
     default = default_config()
     out = []
     for s in portfolio.sets:
         ranked = [c for c, _, _ in portfolio.order(s["props"], exclude=s["name"])]
         if not ranked:
             continue
-        head = ranked[:first]
-        chosen = max(head, key=lambda c: s["scores"].get(c, 0.0) or 0.0)
+        valid = lambda c: s["scores"].get(c, 0.0) or 0.0  # noqa: E731
+        head = [c for c in ranked if c != default][:first]
+        chosen = max(head, key=valid)
+        if default in s["scores"] and valid(default) >= valid(chosen):
+            chosen = default
         out.append({"set": s["name"], "instant": ranked[0], "instant_test": s["test"].get(ranked[0], 0.0),
                     "top": chosen, "top_test": s["test"].get(chosen, 0.0),
                     "default_test": s["test"].get(default, 0.0)})
