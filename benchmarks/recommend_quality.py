@@ -56,6 +56,7 @@ def main() -> int:
     from common import machine
 
     from seqbench.bench import run_sweep
+    from seqbench.errors import SeqbenchError
     from seqbench.recommend import Limits, candidate_space, instant_answer, parse_duration
     from seqbench.recommend.portfolio import Portfolio, default_config, match
     from seqbench.tables import fmt, md_table
@@ -81,8 +82,13 @@ def main() -> int:
         best_cfg = max(g["scores"], key=lambda c: g["scores"][c]) if g else None
         grid_test = g["test_metric"][best_cfg] if g else None
         for budget in budgets:
-            rec = seqbench.recommend(task_name, Limits(), budget, db=args.db, workers=args.workers, progress=False,
-                                     task_opts=opts)
+            try:
+                rec = seqbench.recommend(task_name, Limits(), budget, db=args.db, workers=args.workers,
+                                         progress=False, task_opts=opts)
+            except SeqbenchError as e:  # e.g. a budget too short for profiling and one trial: say so, go on
+                rows.append([name, f"{budget / 60:g} min", task.metric.name, f"refused: {e}"] + ["-"] * 9)
+                print(" | ".join(rows[-1]), flush=True)
+                continue
             rec_test = rec.test.get(rec.metric) if rec.winner is not None else rec.trivial_test
             trials = {"default": timed_trial(task_name, opts, default, lr, budget),
                       "instant": timed_trial(task_name, opts, pick, lr, budget)}
