@@ -152,13 +152,20 @@ def test_noise_labels_recommend_the_trivial_baseline(tmp_path):
     assert "No candidate beat the trivial baseline" in rec.explanation
 
 
-def test_recommend_on_the_ray_executor(data, tmp_path):
+def test_recommend_on_the_ray_executor(tmp_path):
+    """Any trial that finishes beats the trivial baseline (the class is the sign of a strong signal, and
+    one epoch is many optimizer steps), so the answer does not depend on how many trials the budget
+    allows on a loaded machine, where a Ray trial's worker start alone can take ~10 s."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (make installs it)")
+    rng = np.random.default_rng(0)
+    path = tmp_path / "easy.csv"
+    path.write_text("series,step,a,label\n" + "".join(
+        f"{s},{t},{rng.normal(0, 0.3) + 2 * (s % 2) - 1:.3f},{s % 2}\n" for s in range(600) for t in range(8)))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru", "tcn"],
-                                 db=tmp_path / "r.db", executor="ray", max_epochs=9, progress=False,
-                                 task_opts={"path": str(data)})
+                                 db=tmp_path / "r.db", executor="ray", max_epochs=1, progress=False,
+                                 task_opts={"path": str(path)})
     finally:
         ray.shutdown()
     assert rec.ranked and rec.winner is not None and rec.test["accuracy"] > rec.trivial_test

@@ -97,8 +97,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
 
     # 1-2: candidates and their costs, before anything trains
     candidates = candidate_space(task, limits.max_params, models)
+    from seqbench.recommend.properties import try_measure
+    props = try_measure(task)  # the data's properties: what the portfolio compares
     if on_instant is not None:  # seconds: only the candidates the instant answer needs are measured
-        on_instant(instant_answer(task, limits, models, db=db, costs=costs, runtime=runtime))
+        on_instant(instant_answer(task, limits, models, db=db, costs=costs, runtime=runtime, props=props))
     if costs is not None:
         cost_of, machine = read_costs(costs, task, candidates, limits.batch)
     else:
@@ -118,15 +120,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                             f"at --batch {limits.batch}; relax --max-step-ms / --max-memory-mb / --max-params")
 
     # the portfolio's order for data like this (the instant answer), trained right after the default
-    from seqbench.recommend.instant import Instant, portfolio_order, reason
-    from seqbench.recommend.properties import try_measure
-    props = try_measure(task)
+    from seqbench.recommend.instant import answer_from, portfolio_order
     ordered, near = portfolio_order(task, props, allowed) if props is not None else ([], [])
-    instant = None
-    if ordered:
-        cfg, cand, score = ordered[0]
-        instant = Instant(cand.id, cfg, reason(task, props, cand, cfg, score, near), props,
-                          [c.id for _, c, _ in ordered], [s["name"] for s, _ in near])
+    instant = answer_from(task, props, ordered, near, ordered[0]) if ordered else None
 
     # 3: the search, resumable from the store
     ident = {"task": task_name, "task_opts": task_opts, "limits": dataclasses.asdict(limits), "models": models,

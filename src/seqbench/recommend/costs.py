@@ -149,17 +149,17 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
         step = step_runner(model, task, batch, runtime, tmp)
         for _ in range(5):  # warm up
             step()
-        built[cand] = (step, None, None, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
+        built[cand] = (step, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
                        min(train_times) * 1e3, [])
     _time_rounds(built, list(built), rounds, steps)
     for _ in range(2):  # a smaller model of a kind slower than a larger one is load, not cost: measure again
-        suspect = _not_monotone({c: statistics.median(b[8]) for c, b in built.items()})
+        suspect = _not_monotone({c: statistics.median(b[-1]) for c, b in built.items()})
         if not suspect:
             break
         _time_rounds(built, suspect, rounds, steps)
-    return {**too_big, **{c: Costs(params=b[3], shape=b[4], step_ms=statistics.median(b[8]), seq_ms=b[5],
-                                   mem_mb=b[6], train_step_ms=b[7], step_spread=_spread(b[8]))
-                          for c, b in built.items()}}
+    return {**too_big, **{c: Costs(params=n, shape=shape, step_ms=statistics.median(times), seq_ms=seq_ms,
+                                   mem_mb=mem, train_step_ms=train_ms, step_spread=_spread(times))
+                          for c, (_, n, shape, seq_ms, mem, train_ms, times) in built.items()}}
 
 
 RUNTIMES = ("auto", "torch", "numpy", "onnxruntime")

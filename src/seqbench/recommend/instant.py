@@ -30,13 +30,24 @@ def portfolio_order(task, props: dict, allowed: list[Candidate], portfolio=None)
     port = Portfolio.load() if portfolio is None else portfolio
     if port is None:
         return [], []
-    out, seen, near = [], set(), []
-    for cfg, score, near in port.order(props):
+    ranked = port.order(props)
+    out, seen = [], set()
+    for cfg, score, _ in ranked:
         cand = match(cfg, allowed, task)
         if cand is not None and cand not in seen:
             seen.add(cand)
             out.append((cfg, cand, score))
-    return out, near
+    return out, ranked[0][2] if ranked else []
+
+
+def answer_from(task, props: dict, ordered: list, near: list, pick: tuple | None) -> Instant:
+    """The Instant for ``pick`` (cfg, candidate, score) among the ``ordered`` portfolio candidates."""
+    order, names = [c.id for _, c, _ in ordered], [s["name"] for s, _ in near]
+    if pick is None:
+        return Instant(None, None, "no configuration of the portfolio meets the limits; a search "
+                       "(--time-budget) tries every candidate", props, order, names)
+    cfg, cand, score = pick
+    return Instant(cand.id, cfg, reason(task, props, cand, cfg, score, near), props, order, names)
 
 
 def reason(task, props: dict, cand: Candidate, cfg: str, score: float, near: list) -> str:
@@ -60,34 +71,27 @@ def reason(task, props: dict, cand: Candidate, cfg: str, score: float, near: lis
 
 def instant_answer(task, limits: Limits | None = None, models: list[str] | None = None,
                    db: str | Path | None = None, costs: str | Path | None = None, portfolio=None,
-                   runtime: str = "auto") -> Instant:
+                   runtime: str = "auto", props: dict | None = None) -> Instant:
     """The portfolio's first configuration that meets ``limits``: only the candidates it needs are
-    measured (cached in ``db`` like recommend's costs), so the answer takes seconds."""
+    measured (cached in ``db`` like recommend's costs), so the answer takes seconds. ``props``:
+    the data's properties, if already measured."""
     from seqbench.recommend.costs import profile, read_costs
     from seqbench.recommend.properties import try_measure
     limits = limits or Limits()
     limits.check()
-    props = try_measure(task)
+    props = try_measure(task) if props is None else props
     candidates = candidate_space(task, limits.max_params, models)
     ordered, near = portfolio_order(task, props, candidates, portfolio) if props is not None else ([], [])
     if not ordered:
         return Instant(None, None, "no portfolio (src/seqbench/recommend/portfolio.json) to draw on; build it with "
                        "benchmarks/build_portfolio.py" if props is not None else "the data could not be measured",
                        props or {})
-    fits = []
     for cfg, cand, score in ordered:
         cost = (read_costs(costs, task, [cand], limits.batch)[0] if costs is not None
                 else profile(task, [cand], limits.batch, db, progress=False, runtime=runtime))
         if not exclusions(cost, limits):
-            fits.append((cfg, cand, score))
-            break
-    if not fits:
-        return Instant(None, None, "no configuration of the portfolio meets the limits; a search "
-                       "(--time-budget) tries every candidate", props, [c.id for _, c, _ in ordered],
-                       [s["name"] for s, _ in near])
-    cfg, cand, score = fits[0]
-    return Instant(cand.id, cfg, reason(task, props, cand, cfg, score, near), props,
-                   [c.id for _, c, _ in ordered], [s["name"] for s, _ in near])
+            return answer_from(task, props, ordered, near, (cfg, cand, score))
+    return answer_from(task, props, ordered, near, None)
 
 
 def print_instant(ans: Instant) -> None:

@@ -119,6 +119,7 @@ class Search:
                 self.enqueued.add(_tid(params))
         self.driver = None
         self.t_start = time.monotonic()
+        self.mirrored = 0.0  # when the dashboard's copy of the study was last written
 
     def close(self) -> None:
         if self.driver is not None:
@@ -135,9 +136,9 @@ class Search:
         """Copy the study's finished trials into a SQLite storage that ``optuna-dashboard`` opens
         (the search itself keeps its own log in the results store; this copy is for looking)."""
         now = time.monotonic()
-        if not force and now - getattr(self, "_mirrored", 0.0) < 10:
+        if not force and now - self.mirrored < 10:
             return
-        self._mirrored = now
+        self.mirrored = now
         optuna = self.optuna
         url, name = self.dashboard
         done = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
