@@ -54,3 +54,22 @@ def test_the_docs_site_builds(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "site" / "recipes" / "index.html").is_file()
     assert "SeqModel" in (tmp_path / "site" / "api" / "index.html").read_text()
+
+
+def _python_blocks(text: str, section: str) -> list[str]:
+    """The ```python blocks of one `## section` of a page."""
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
+
+
+def test_the_readme_integration_snippets_run(tmp_path):
+    """README's "Where you already work" snippets, run as a user would paste them (in a fresh directory)."""
+    for module in ("sklearn", "sktime", "tensorboard"):
+        pytest.importorskip(module, reason="the data, baselines and track extras are not installed (make installs them)")
+    blocks = _python_blocks((ROOT / "README.md").read_text(), "Where you already work")
+    assert len(blocks) == 3
+    proc = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "runs" / "adding" / "README.md").read_text().startswith("---\n")  # the model card
+    assert any((tmp_path / "runs" / "adding" / "tensorboard").iterdir())

@@ -89,7 +89,28 @@ class _ArrayRegression(ArrayTask):
         return (last_step(out, lengths)[:, 0] - y).square()
 
 
-class _SeqEstimator(_sk.BaseEstimator):
+class WeightsPickle:
+    """Pickles ``model_`` as its config and weights (parametrized modules, like the TCN's weight norm,
+    pickle only that way) and rebuilds it on load: for estimators that hold a fitted zoo model."""
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state.get("model_") is not None:
+            m = state.pop("model_")
+            state["_model_saved"] = (m.config, {k: v.detach().cpu() for k, v in m.state_dict().items()})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        saved = state.pop("_model_saved", None)
+        self.__dict__.update(state)
+        if saved is not None:
+            from seqbench.models.registry import model_from_config
+            self.model_ = model_from_config(saved[0])
+            self.model_.load_state_dict(saved[1])
+            self.model_.eval()
+
+
+class _SeqEstimator(WeightsPickle, _sk.BaseEstimator):
     def __init__(self, model: str = "tcn", params: int | str | None = 10_000, epochs: int = 10,
                  lr: float | None = None, batch_size: int = 32, model_opts: dict | None = None,
                  random_state: int | None = None, device: str = "cpu"):
@@ -110,24 +131,6 @@ class _SeqEstimator(_sk.BaseEstimator):
                                    lr=self.lr or 2e-3, seed=seed, device=self.device)
         self.result_ = seqbench.train(self.model_, task, cfg, progress=False, evaluate_test=False)
         self.model_.eval()
-
-    def __getstate__(self) -> dict:
-        """The fitted model as its config and weights (parametrized modules, like the TCN's weight
-        norm, pickle only that way); rebuilt by ``__setstate__``."""
-        state = dict(self.__dict__)
-        if state.get("model_") is not None:
-            m = state.pop("model_")
-            state["_model_saved"] = (m.config, {k: v.detach().cpu() for k, v in m.state_dict().items()})
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        saved = state.pop("_model_saved", None)
-        self.__dict__.update(state)
-        if saved is not None:
-            from seqbench.models.registry import model_from_config
-            self.model_ = model_from_config(saved[0])
-            self.model_.load_state_dict(saved[1])
-            self.model_.eval()
 
     def _outputs(self, X) -> np.ndarray:
         from sklearn.utils.validation import check_is_fitted

@@ -75,11 +75,12 @@ class WindowForecast(ArrayTask):
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 50}
 
     def _setup(self, series: np.ndarray, lookback: int, horizon: int, season: int,
-               fractions: tuple[float, float] = (0.7, 0.15), transform: str = "none") -> None:
+               fractions: tuple[float, float] | None = (0.7, 0.15), transform: str = "none") -> None:
         """Windows of the series. ``transform`` is what the model sees and predicts: the values
         ("none"), their logs, their differences ("diff", for random walks) or relative changes
         ("returns"); forecasts are turned back into values before scoring, so metrics are always
-        on the original scale. A target row is [the last observed value, the next ``horizon``]."""
+        on the original scale. A target row is [the last observed value, the next ``horizon``].
+        ``fractions=None``: every split holds every window (an estimator fitted on the whole series)."""
         series = np.asarray(series, dtype=np.float64)
         if series.ndim != 1 or not np.isfinite(series).all():
             raise SeqbenchError(f"task {self.name!r}: the series must be 1-D and finite")
@@ -87,7 +88,7 @@ class WindowForecast(ArrayTask):
             if not isinstance(v, int) or v < 1:
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         T = len(series)
-        ends = (int(T * fractions[0]), int(T * (fractions[0] + fractions[1])), T)  # split boundaries
+        ends = (T, T, T) if fractions is None else (int(T * fractions[0]), int(T * (fractions[0] + fractions[1])), T)
         lagged = transform in ("diff", "returns")  # u_0 has no predecessor: windows start after it
         first = max(lookback + lagged, season * math.ceil(horizon / season), 1)  # a full lookback, a naive, an anchor
         self.lookback, self.horizon, self.season, self.d_out, self.seq_len = lookback, horizon, season, horizon, lookback
@@ -113,7 +114,7 @@ class WindowForecast(ArrayTask):
                 self.trivial_baseline = self.trivial_by_split["test"]
                 self.naive = {"mae": self.trivial_baseline, "rmse": float(np.sqrt(((naive - y) ** 2).mean())),
                               "smape": float(smape(naive, y).mean())}
-            lo = hi
+            lo = 0 if fractions is None else hi
         self.trivial_note = f"seasonal naive (season {season}) on the test windows"
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,174 @@
+"""sktime estimators over the zoo, so sktime's pipelines and benchmarking can include seqbench's models.
+
+    from seqbench.sktime import SeqTSClassifier, SeqForecaster
+    clf = SeqTSClassifier(model="gru", params=10_000, epochs=20).fit(X_train, y_train)  # sktime Panel data
+    f = SeqForecaster(model="tcn", params=5_000, epochs=30).fit(y, fh=[1, 2, 3])        # a pd.Series
+    f.predict()
+
+``SeqTSClassifier`` takes sktime's Panel data (a 3-D array (n, channels, length), a nested or
+multi-indexed frame, or sequences of different lengths) and trains a ``seqbench.sklearn.SeqClassifier``.
+``SeqForecaster`` trains a zoo model on every window of the series: the last ``lookback`` values in,
+the next values up to the horizon out, all at once; ``predict`` reads the series' last window.
+Needs sktime (the ``baselines`` extra).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from seqbench.data.optional import require
+from seqbench.sklearn import WeightsPickle
+
+_classification = require("sktime.classification.base", extra="baselines", why="seqbench.sktime")
+_forecasting = require("sktime.forecasting.base", extra="baselines", why="seqbench.sktime")
+
+
+class SeqTSClassifier(_classification.BaseClassifier):
+    """A zoo model as an sktime time-series classifier (one label per sequence).
+
+    >>> from sktime.datasets import load_unit_test
+    >>> from seqbench.sktime import SeqTSClassifier
+    >>> X, y = load_unit_test(split="train", return_type="numpy3D")
+    >>> clf = SeqTSClassifier(model="tcn", params=2_000, epochs=3, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape
+    (20, 2)
+    """
+
+    _tags = {
+        "authors": "seqbench",
+        "X_inner_mtype": ["df-list", "numpy3D"],  # a list of (length, channels) frames; a 3-D array as it is
+        "capability:multivariate": True,
+        "capability:unequal_length": True,
+        "capability:predict_proba": True,
+        "capability:random_state": True,
+        "python_dependencies": "torch",
+    }
+
+    def __init__(self, model: str = "tcn", params: int | str | None = 10_000, epochs: int = 10,
+                 lr: float | None = None, batch_size: int = 32, model_opts: dict | None = None,
+                 random_state: int | None = None):
+        self.model, self.params, self.epochs, self.lr = model, params, epochs, lr
+        self.batch_size, self.model_opts, self.random_state = batch_size, model_opts, random_state
+        super().__init__()
+
+    @staticmethod
+    def _sequences(X):
+        """sktime's inner data -> what SeqClassifier takes: (n, length, channels), or a list of (length, channels)."""
+        if isinstance(X, np.ndarray):
+            return X.transpose(0, 2, 1)
+        return [df.to_numpy(dtype=np.float64) for df in X]
+
+    def _fit(self, X, y):
+        from seqbench.sklearn import SeqClassifier
+        self.estimator_ = SeqClassifier(model=self.model, params=self.params, epochs=self.epochs, lr=self.lr,
+                                        batch_size=self.batch_size, model_opts=self.model_opts,
+                                        random_state=self.random_state)
+        self.estimator_.fit(self._sequences(X), y)
+        return self
+
+    def _predict(self, X) -> np.ndarray:
+        return self.estimator_.predict(self._sequences(X))
+
+    def _predict_proba(self, X) -> np.ndarray:
+        return self.estimator_.predict_proba(self._sequences(X))
+
+    @classmethod
+    def get_test_params(cls, parameter_set: str = "default"):
+        return [{"model": "tcn", "params": 1_000, "epochs": 1, "random_state": 0},
+                {"model": "gru", "params": 1_000, "epochs": 2, "random_state": 1}]
+
+
+class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
+    """A zoo model as an sktime forecaster of a univariate series: trained on the series' windows
+    (``lookback`` values in, ``max(fh)`` values out at once), it forecasts from the last window.
+
+    ``lookback``: input steps (default: ``max(2 * sp, 3 * horizon)``, at most half of what the series
+    leaves after one horizon). ``sp``: the season length, for the default lookback. ``transform``:
+    what the model learns, as in ``forecast:*`` tasks: ``none``, ``log``, ``diff`` (random walks),
+    ``returns``.
+
+    >>> from sktime.datasets import load_airline
+    >>> from seqbench.sktime import SeqForecaster
+    >>> f = SeqForecaster(model="tcn", params=2_000, epochs=3, sp=12, transform="log", random_state=0)
+    >>> len(f.fit(load_airline(), fh=[1, 2, 3]).predict())
+    3
+    """
+
+    _tags = {
+        "authors": "seqbench",
+        "y_inner_mtype": "pd.Series",
+        "X_inner_mtype": "pd.DataFrame",
+        "scitype:y": "univariate",
+        "capability:exogenous": False,  # X is accepted and not used
+        "capability:insample": False,
+        "capability:pred_int": False,
+        "capability:missing_values": False,
+        "requires-fh-in-fit": True,
+        "capability:random_state": True,
+        "python_dependencies": "torch",
+    }
+
+    def __init__(self, model: str = "tcn", params: int | str | None = 10_000, epochs: int = 30,
+                 lookback: int | None = None, sp: int = 1, transform: str = "none", lr: float | None = None,
+                 batch_size: int = 32, model_opts: dict | None = None, random_state: int | None = None):
+        self.model, self.params, self.epochs, self.lookback, self.sp = model, params, epochs, lookback, sp
+        self.transform, self.lr, self.batch_size = transform, lr, batch_size
+        self.model_opts, self.random_state = model_opts, random_state
+        super().__init__()
+
+    def _fit(self, y: pd.Series, X=None, fh=None):
+        import warnings
+
+        import seqbench
+        from seqbench.tasks.forecast import WindowForecast
+        from seqbench.utils import seed_everything
+        steps = fh.to_relative(self.cutoff)
+        if (steps.to_numpy() < 1).any():
+            raise ValueError("SeqForecaster forecasts the future only: every fh step must be >= 1")
+        horizon = int(steps.to_numpy().max())
+        series = y.to_numpy(dtype=np.float64)
+        room = (len(series) - horizon) // 2
+        lookback = self.lookback or max(1, min(max(2 * self.sp, 3 * horizon), room))
+        if len(series) < lookback + horizon + 1:
+            raise ValueError(f"the series has {len(series)} values; lookback {lookback} + horizon {horizon} needs "
+                             f"at least {lookback + horizon + 1}; give a smaller lookback or fh")
+        task = WindowForecast()
+        task.name, task.source = "sktime", "series given to fit"
+        task._setup(series, lookback, horizon, self.sp, fractions=None, transform=self.transform)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        seed_everything(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a small budget may miss by > 5%: the exact count is on the model
+            self.model_ = seqbench.model_for_task(self.model, task, params=self.params, **(self.model_opts or {}))
+        cfg = seqbench.TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, task.num_samples("train")),
+                                   lr=self.lr or 1e-3, seed=seed, device="cpu")
+        self.result_ = seqbench.train(self.model_, task, cfg, progress=False, evaluate_test=False)
+        self.model_.eval()
+        self.task_, self.horizon_, self.lookback_ = task, horizon, lookback
+        return self
+
+    def _predict(self, fh, X=None) -> pd.Series:
+        import torch
+
+        from seqbench.tasks.forecast import transformed
+        steps = fh.to_relative(self.cutoff).to_numpy()
+        if (steps < 1).any() or steps.max() > self.horizon_:
+            raise ValueError(f"fh steps must lie in 1..{self.horizon_}, the horizon fitted; fit again for others")
+        task, series = self.task_, self._y.to_numpy(dtype=np.float64)  # the series so far (update() appends)
+        z = (transformed(series, task.transform)[-task.lookback:] - task.mean) / task.std
+        with torch.inference_mode():
+            out = self.model_(torch.from_numpy(z.astype(np.float32))[None, :, None])
+            values = task.forecast(out, torch.tensor([series[-1]]))[0].numpy()
+        return pd.Series(values[steps - 1], index=fh.to_absolute_index(self.cutoff), name=self._y.name)
+
+    def _update(self, y, X=None, update_params=True):
+        """New observations move the window predict reads; the weights are kept (refit with fit)."""
+        return self
+
+    @classmethod
+    def get_test_params(cls, parameter_set: str = "default"):
+        return [{"model": "tcn", "params": 1_000, "epochs": 2, "random_state": 0},
+                {"model": "gru", "params": 1_000, "epochs": 2, "lookback": 4, "random_state": 1}]
+
+
+__all__ = ["SeqForecaster", "SeqTSClassifier"]
