@@ -89,6 +89,25 @@ class _ArrayRegression(ArrayTask):
         return (last_step(out, lengths)[:, 0] - y).square()
 
 
+def fit_model(est, task, lr: float, device: str = "cpu") -> None:
+    """Build the estimator's zoo model (``model``, ``params``, ``model_opts``) for ``task`` and train
+    it (``epochs``, ``batch_size``, ``lr`` or the given default, ``random_state``): sets ``model_``
+    and ``result_``. Every sequence given is used; the best epoch is chosen on them."""
+    import warnings
+
+    import seqbench
+    from seqbench.utils import seed_everything
+    seed = 0 if est.random_state is None else int(est.random_state)
+    seed_everything(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a small budget may miss by > 5%: the exact count is on the model
+        est.model_ = seqbench.model_for_task(est.model, task, params=est.params, **(est.model_opts or {}))
+    cfg = seqbench.TrainConfig(epochs=est.epochs, batch_size=min(est.batch_size, task.num_samples("train")),
+                               lr=est.lr or lr, seed=seed, device=device)
+    est.result_ = seqbench.train(est.model_, task, cfg, progress=False, evaluate_test=False)
+    est.model_.eval()
+
+
 class WeightsPickle:
     """Pickles ``model_`` as its config and weights (parametrized modules, like the TCN's weight norm,
     pickle only that way) and rebuilds it on load: for estimators that hold a fitted zoo model."""
@@ -118,19 +137,7 @@ class _SeqEstimator(WeightsPickle, _sk.BaseEstimator):
         self.batch_size, self.model_opts, self.random_state, self.device = batch_size, model_opts, random_state, device
 
     def _fit(self, task) -> None:
-        import warnings
-
-        import seqbench
-        from seqbench.utils import seed_everything
-        seed = 0 if self.random_state is None else int(self.random_state)
-        seed_everything(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a small budget may miss by > 5%: the exact count is on the model
-            self.model_ = seqbench.model_for_task(self.model, task, params=self.params, **(self.model_opts or {}))
-        cfg = seqbench.TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, task.num_samples("train")),
-                                   lr=self.lr or 2e-3, seed=seed, device=self.device)
-        self.result_ = seqbench.train(self.model_, task, cfg, progress=False, evaluate_test=False)
-        self.model_.eval()
+        fit_model(self, task, lr=2e-3, device=self.device)
 
     def _outputs(self, X) -> np.ndarray:
         from sklearn.utils.validation import check_is_fitted

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from seqbench.data.optional import require
-from seqbench.sklearn import WeightsPickle
+from seqbench.sklearn import WeightsPickle, fit_model
 
 _classification = require("sktime.classification.base", extra="baselines", why="seqbench.sktime")
 _forecasting = require("sktime.forecasting.base", extra="baselines", why="seqbench.sktime")
@@ -117,11 +117,7 @@ class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
         super().__init__()
 
     def _fit(self, y: pd.Series, X=None, fh=None):
-        import warnings
-
-        import seqbench
         from seqbench.tasks.forecast import WindowForecast
-        from seqbench.utils import seed_everything
         steps = fh.to_relative(self.cutoff)
         if (steps.to_numpy() < 1).any():
             raise ValueError("SeqForecaster forecasts the future only: every fh step must be >= 1")
@@ -135,15 +131,7 @@ class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
         task = WindowForecast()
         task.name, task.source = "sktime", "series given to fit"
         task._setup(series, lookback, horizon, self.sp, fractions=None, transform=self.transform)
-        seed = 0 if self.random_state is None else int(self.random_state)
-        seed_everything(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a small budget may miss by > 5%: the exact count is on the model
-            self.model_ = seqbench.model_for_task(self.model, task, params=self.params, **(self.model_opts or {}))
-        cfg = seqbench.TrainConfig(epochs=self.epochs, batch_size=min(self.batch_size, task.num_samples("train")),
-                                   lr=self.lr or 1e-3, seed=seed, device="cpu")
-        self.result_ = seqbench.train(self.model_, task, cfg, progress=False, evaluate_test=False)
-        self.model_.eval()
+        fit_model(self, task, lr=1e-3)
         self.task_, self.horizon_, self.lookback_ = task, horizon, lookback
         return self
 
