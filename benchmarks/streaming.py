@@ -6,7 +6,10 @@ the model over its receptive window for each new sample (what a model without a 
 Targets (issue 3): the TCN streams >= 100x faster than window recompute, and its step costs no
 more than 2x an LSTM step of equal parameter count. Issue 12: every causal model's B=1 step within
 4x of the fastest model's (a stream from its start: 50 warm-up steps, then 1,000 timed, so the
-Transformer attends over 50-1,050 cached steps), all models interleaved.
+Transformer attends over 50-1,050 cached steps), all models interleaved. Issue 27 (``--runtimes``):
+every model's B=1 step on each runtime (seqbench's torch and NumPy engines, and the exported
+streaming graph in onnxruntime with a 1,024-step state), all interleaved, the spread between the
+fastest and slowest model per runtime and with each model on its fastest runtime.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--params", default="70k")
     ap.add_argument("--models", default="", help="comma-separated subset (tcn and lstm are always run)")
+    ap.add_argument("--runtimes", action="store_true", help="only the per-runtime step table (issue 27)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
@@ -37,6 +41,8 @@ def main() -> None:
     models = {name: seqbench.create_model(name, d_in, d_out, params=args.params).eval()
               for name in seqbench.list_models()
               if not args.models or name in {"tcn", "lstm", *args.models.split(",")}}
+    if args.runtimes:
+        return runtime_table(models, d_in)
     # a TCN with receptive field >= 3,000: the 70K seq-MNIST shape (8 levels, k=7) has 3,061
     assert models["tcn"].receptive_field >= 3000
 
@@ -103,6 +109,34 @@ def step_table(models: dict, rounds: int = 3, warmup: int = 50, steps: int = 100
         print(f"  {name:12} {t * 1e3:.3f} ms  {t / fastest:.1f}x the fastest")
     ratio = med[worst] / fastest
     print(f"slowest ({worst}) / fastest = {ratio:.1f}x [target <= 4: {'PASS' if ratio <= 4 else 'FAIL'}]")
+
+
+def runtime_table(models: dict, d_in: int, runtimes=("torch", "numpy", "onnxruntime")) -> None:
+    """B=1 step of every model on every runtime (recommend --runtime's timing), interleaved; median ms."""
+    import tempfile
+    import types
+    from pathlib import Path
+
+    from threadpoolctl import threadpool_limits
+
+    from seqbench.recommend.costs import step_runner
+    task = types.SimpleNamespace(d_in=d_in, seq_len=1024, input_kind="features")  # what step_runner reads
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(torch.get_num_threads()), torch.inference_mode():
+        fns = {(name, rt): step_runner(m, task, 1, rt, Path(tmp))
+               for name, m in models.items() for rt in runtimes}
+        t = time_interleaved(fns, rounds=7, min_time=0.2)
+    print("B=1 step, ms (median of 7 interleaved rounds); onnxruntime: the exported streaming graph, 1,024-step state")
+    print("| model | " + " | ".join(runtimes) + " | fastest |\n|---|" + "---|" * (len(runtimes) + 1))
+    best = {}
+    for name in models:
+        row = {rt: t[name, rt] * 1e3 for rt in runtimes}
+        best[name] = min(row, key=row.get)
+        print(f"| {name} | " + " | ".join(f"{row[rt]:.3f}" for rt in runtimes) + f" | {best[name]} |")
+    for rt in runtimes:
+        col = [t[name, rt] for name in models]
+        print(f"{rt}: slowest / fastest model = {max(col) / min(col):.1f}x")
+    col = [t[name, best[name]] for name in models]
+    print(f"each model on its fastest runtime: slowest / fastest = {max(col) / min(col):.1f}x [target <= 3]")
 
 
 if __name__ == "__main__":
