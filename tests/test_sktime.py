@@ -64,6 +64,15 @@ def test_fh_beyond_the_fitted_horizon_is_refused():
         f._predict(f.fh.__class__([5]))  # sktime refuses another fh first; the adapter's own guard below it
 
 
+def test_a_bad_transform_or_a_short_series_is_one_clear_error():
+    y = pd.Series(np.linspace(-1.0, 1.0, 40))
+    for kwargs, fh, match in [({"transform": "sqrt"}, [1], "unknown transform 'sqrt'"),
+                              ({"transform": "log"}, [1], "needs a positive series"),
+                              ({"lookback": 30}, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "lookback 30 \\+ horizon 10 needs")]:
+        with pytest.raises(ValueError, match=match):
+            SeqForecaster(model="tcn", params=1_000, epochs=1, **kwargs).fit(y, fh=fh)
+
+
 def test_without_sktime_the_import_names_the_extra():
     import subprocess
     import sys

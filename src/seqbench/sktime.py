@@ -117,12 +117,17 @@ class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
         super().__init__()
 
     def _fit(self, y: pd.Series, X=None, fh=None):
+        from seqbench.tasks.custom import TRANSFORMS
         from seqbench.tasks.forecast import WindowForecast
         steps = fh.to_relative(self.cutoff)
         if (steps.to_numpy() < 1).any():
             raise ValueError("SeqForecaster forecasts the future only: every fh step must be >= 1")
         horizon = int(steps.to_numpy().max())
         series = y.to_numpy(dtype=np.float64)
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {self.transform!r}; use one of: {', '.join(TRANSFORMS)}")
+        if self.transform in ("log", "returns") and (series <= 0).any():
+            raise ValueError(f"transform={self.transform!r} needs a positive series; it has values <= 0 (use 'diff')")
         room = (len(series) - horizon) // 2
         lookback = self.lookback or max(1, min(max(2 * self.sp, 3 * horizon), room))
         if len(series) < lookback + horizon + 1:
