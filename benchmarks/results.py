@@ -243,7 +243,9 @@ def run_full(seeds: list[int], tasks: list[str], workers: int | None, no_train: 
         full_summary(DB, [t["key"] for t in todo]), "",
         f"`python benchmarks/results.py --full` (resumable), revision {revision()}, {machine()}, one trial per core.",
         "Budget: the tcn-paper suite's `full` level (seqbench/bench/sweep.py): the paper's epochs, data sizes and "
-        "learning-rate schedule.", ""]))
+        "learning-rate schedule.", "",
+        "What a full-budget trial costs per model here (the LSTM's and GRU's 0.5-2.5 h keep their rows at the "
+        "standard budget): `python benchmarks/full_cost.py`, its figures in docs/results.md.", ""]))
     print("wrote results/full_budget.md")
     return 0
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from seqbench.data.optional import require
 from seqbench.sklearn import WeightsPickle, fit_model
+from seqbench.tasks.forecast import WindowForecast
 
 _classification = require("sktime.classification.base", extra="baselines", why="seqbench.sktime")
 _forecasting = require("sktime.forecasting.base", extra="baselines", why="seqbench.sktime")
@@ -78,6 +79,15 @@ class SeqTSClassifier(_classification.BaseClassifier):
                 {"model": "gru", "params": 1_000, "epochs": 2, "random_state": 1}]
 
 
+class _SeriesForecast(WindowForecast):
+    """Every window of the series given to fit, in every split (the best epoch is chosen on them)."""
+    name, source = "sktime", "series given to fit"
+
+    def __init__(self, series, lookback: int, horizon: int, season: int, transform: str):
+        super().__init__()
+        self._setup(series, lookback, horizon, season, fractions=None, transform=transform)
+
+
 class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
     """A zoo model as an sktime forecaster of a univariate series: trained on the series' windows
     (``lookback`` values in, ``max(fh)`` values out at once), it forecasts from the last window.
@@ -118,7 +128,6 @@ class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
 
     def _fit(self, y: pd.Series, X=None, fh=None):
         from seqbench.tasks.custom import TRANSFORMS
-        from seqbench.tasks.forecast import WindowForecast
         steps = fh.to_relative(self.cutoff)
         if (steps.to_numpy() < 1).any():
             raise ValueError("SeqForecaster forecasts the future only: every fh step must be >= 1")
@@ -133,22 +142,19 @@ class SeqForecaster(WeightsPickle, _forecasting.BaseForecaster):
         if len(series) < lookback + horizon + 1:
             raise ValueError(f"the series has {len(series)} values; lookback {lookback} + horizon {horizon} needs "
                              f"at least {lookback + horizon + 1}; give a smaller lookback or fh")
-        task = WindowForecast()
-        task.name, task.source = "sktime", "series given to fit"
-        task._setup(series, lookback, horizon, self.sp, fractions=None, transform=self.transform)
+        task = _SeriesForecast(series, lookback, horizon, self.sp, self.transform)
         fit_model(self, task, lr=1e-3)
-        self.task_, self.horizon_, self.lookback_ = task, horizon, lookback
+        self.task_ = task  # its lookback, horizon, scale and transform are what predict reads
         return self
 
     def _predict(self, fh, X=None) -> pd.Series:
         import torch
 
         from seqbench.tasks.forecast import transformed
-        steps = fh.to_relative(self.cutoff).to_numpy()
-        if (steps < 1).any() or steps.max() > self.horizon_:
-            raise ValueError(f"fh steps must lie in 1..{self.horizon_}, the horizon fitted; fit again for others")
+        steps = fh.to_relative(self.cutoff).to_numpy()  # sktime holds fh to the one fitted
         task, series = self.task_, self._y.to_numpy(dtype=np.float64)  # the series so far (update() appends)
-        z = (transformed(series, task.transform)[-task.lookback:] - task.mean) / task.std
+        tail = series[-(task.lookback + 1):]  # diff/returns need one value before the window
+        z = (transformed(tail, task.transform)[-task.lookback:] - task.mean) / task.std
         with torch.inference_mode():
             out = self.model_(torch.from_numpy(z.astype(np.float32))[None, :, None])
             values = task.forecast(out, torch.tensor([series[-1]]))[0].numpy()
