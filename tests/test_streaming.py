@@ -1,4 +1,6 @@
 """Exact streaming: stepping through a sequence reproduces the full forward for every causal model."""
+import sys
+
 import pytest
 import torch
 
@@ -153,3 +155,24 @@ def test_trellisnet_with_a_wider_kernel_streams_exactly(engine):
     state = m.init_state(2, engine)
     steps = torch.stack([m.step(x[:, t], state)[0] for t in range(40)], dim=1)
     torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scipy", [True, False], ids=["scipy-erf", "without-scipy"])
+def test_transformer_streams_past_its_rotary_blocks_in_float64(engine, scipy, monkeypatch):
+    """The NumPy step computes rotary angles a block of positions at a time and its GELU with SciPy's
+    erf where SciPy is installed (torch's GELU otherwise): 600 positions, across block edges, with a
+    chunk in between, equal the full forward."""
+    if not scipy:
+        monkeypatch.setitem(sys.modules, "scipy.special", None)  # as if SciPy were not installed
+    m = small_streamer("transformer").double()
+    x = torch.randn(2, 600, 3, dtype=torch.float64)
+    with torch.no_grad():
+        full = m(x)
+    state, outs, t = m.init_state(2, engine), [], 0
+    for c in [250, *[1] * 20, 300, *[1] * 30]:
+        y, state = m.step(x[:, t] if c == 1 else x[:, t:t + c], state)
+        outs.append(y if c > 1 else y[:, None])
+        t += c
+    # rotary angles are float32 in both (as torch computes them), and NumPy's float32 cos may differ
+    # from torch's by an ulp: ~1e-9 here, where a wrong angle or GELU is off by far more
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-8)

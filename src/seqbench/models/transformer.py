@@ -118,6 +118,7 @@ class Transformer(SeqModel):
         -> (-x[2i+1], x[2i]) into extra query/key columns, so a rotation is qk * cos + qk_swapped * sin."""
         H, D = self.heads, self.head_dim
         a = lambda t: np.ascontiguousarray(t.detach().numpy())  # noqa: E731
+        erf = _erf()
         partner = np.arange(D) ^ 1  # the other channel of each rotary pair
         sign = np.where(np.arange(D) % 2 == 0, -1.0, 1.0)
 
@@ -134,13 +135,16 @@ class Transformer(SeqModel):
             Wcat = torch.cat([W.flatten(1), (W[:, :2, :, partner] * sw).flatten(1)], 1)  # q, k, v, q~, k~
             bcat = torch.cat([b.flatten(), (b[:2, :, partner] * sw).flatten()])
             W1, b1 = after_ln(blk.ln2, blk.mlp[0].weight, blk.mlp[0].bias)
+            W2 = blk.mlp[2].weight.t()
+            if erf is not None:  # gelu(m) = m/sqrt2 (1 + erf(m/sqrt2)) / sqrt2: both 1/sqrt2 folded
+                W1, b1, W2 = W1 / math.sqrt(2), b1 / math.sqrt(2), W2 / math.sqrt(2)
             w.append((blk.ln1.eps, a(Wcat), a(bcat), a(blk.proj.weight.t()), a(blk.proj.bias), blk.ln2.eps, a(W1),
-                      a(b1), a(blk.mlp[2].weight.t()), a(blk.mlp[2].bias)))
+                      a(b1), a(W2), a(blk.mlp[2].bias)))
         Wh, bh = after_ln(self.ln_f, self.head.weight, self.head.bias)
         io = (a(self.embed.weight.t()), a(self.embed.bias), self.ln_f.eps, a(Wh), a(bh))
         inv_freq = 10_000.0 ** (-np.arange(0, D, 2, dtype=np.float32) / D)  # as rotary(): float32 angles
         return {"w": w, "io": io, "mean": np.full((self.hidden, 1), 1.0 / self.hidden, dtype=io[0].dtype),  # row means
-                "inv_freq": np.tile(np.repeat(inv_freq, 2), 2 * H)}  # per q/k column
+                "inv_freq": np.tile(np.repeat(inv_freq, 2), 2 * H), "erf": erf, "rot": (-ROT_BLOCK, None, None)}
 
     def _step_is_torch_free(self, state: dict) -> bool:
         return state["numpy"]  # NumPy, and torch's GELU on tensors made from its arrays (no grad)
@@ -158,9 +162,14 @@ class Transformer(SeqModel):
         B, t, H, D = x.shape[0], state["t"], self.heads, self.head_dim
         inner = H * D
         We, be, eps_f, Wh, bh = state["io"]
-        u = state["mean"]
-        ang = np.float32(t) * state["inv_freq"]  # rotary angles of position t, float32 as torch computes them
-        cos, sin = np.cos(ang).astype(u.dtype), np.sin(ang).astype(u.dtype)
+        u, erf = state["mean"], state["erf"]
+        t0, cos, sin = state["rot"]
+        if not 0 <= t - t0 < ROT_BLOCK:  # rotary angles for the next block of positions
+            t0 = t - t % ROT_BLOCK
+            ang = np.arange(t0, t0 + ROT_BLOCK, dtype=np.float32)[:, None] * state["inv_freq"]  # float32, as torch
+            cos, sin = np.cos(ang).astype(u.dtype), np.sin(ang).astype(u.dtype)
+            state["rot"] = t0, cos, sin
+        cos, sin = cos[t - t0], sin[t - t0]
 
         def norm(h, eps):  # LayerNorm without its affine part (folded into the next matmul)
             c = h - h @ u
@@ -184,7 +193,13 @@ class Transformer(SeqModel):
             s = np.exp(s - s.max(2, keepdims=True))
             att = (s.swapaxes(2, 3) @ vc[:, :, :t + 1]) / s.sum(2, keepdims=True)  # (B, H, 1, D)
             h = h + att.reshape(B, inner) @ Wp + bp
-            m = F.gelu(torch.from_numpy(norm(h, eps2) @ W1 + b1)).numpy()  # exact (erf) GELU: NumPy has no erf
+            m = norm(h, eps2) @ W1 + b1
+            if erf is None:
+                m = F.gelu(torch.from_numpy(m)).numpy()  # exact (erf) GELU: NumPy has no erf
+            else:
+                g = erf(m)
+                g += 1.0
+                m *= g
             h = h + m @ W2 + b2
         state["t"] = t + 1
         return torch.from_numpy(norm(h, eps_f) @ Wh + bh), state
@@ -202,6 +217,19 @@ class Transformer(SeqModel):
             h = block.attend(h, q, keys[:, :, :t0 + C], values[:, :, :t0 + C], mask)
         state["t"] = t0 + C
         return self.head(self.ln_f(h)), state
+
+
+ROT_BLOCK = 256  # positions whose rotary cos/sin the NumPy step computes at once
+
+
+def _erf():
+    """SciPy's erf for the NumPy step's GELU where SciPy is installed (a ufunc: a third of the cost of
+    a round trip through torch's GELU on a 200-wide row), else None (torch's GELU)."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        return None
+    return erf
 
 
 def _append(cache: torch.Tensor | None, new: torch.Tensor, t0: int) -> torch.Tensor:

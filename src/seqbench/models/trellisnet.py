@@ -25,7 +25,7 @@ from torch import nn
 from seqbench.errors import SeqbenchError
 from seqbench.models.base import ExportStep, SeqModel, StateSpec
 from seqbench.models.registry import register_model
-from seqbench.models.streaming import SlidingBuffer, sigmoid, use_numpy_for
+from seqbench.models.streaming import SlidingBuffer, use_numpy_for
 from seqbench.models.tcn import weight_normed_conv
 
 
@@ -100,33 +100,51 @@ class TrellisNet(SeqModel):
 
     # -- streaming: rings of x, and of each level's h and c, as deep as that level looks back ----
     def _init_state(self, batch_size: int, engine: str) -> dict:
-        """Histories as sliding buffers and the tied weights folded once (weight norm applied), on
-        NumPy views where that applies (a step is ~10 small ops per level)."""
+        """Histories as sliding buffers and the tied weights folded once (weight norm applied)."""
         k, H, like = self.kernel_size, self.hidden, self._param_like()
-        fast = use_numpy_for(like, engine)
-        arr = (lambda t: np.ascontiguousarray(t.detach().numpy())) if fast else (lambda t: t.detach().contiguous())
         w_x, w_h, b = (t.detach() for t in self._split_weight())
         order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
         w_x, w_h, b = w_x[order], w_h[order], b[order]  # gates as [i, o, f, g]: one sigmoid covers three
+        head = (self.head.weight.detach().t().contiguous(), self.head.bias.detach())
+        if use_numpy_for(like, engine):
+            return self._init_numpy_state(batch_size, w_x, w_h, b, head)
         # the input's projection through each tap, once per step: P(t) = [x_t W_x[0] | ... | x_t W_x[k-1]];
         # level inputs then sum P's slices at the right lags, for every dilation, without a matmul
-        return {"xp": SlidingBuffer(batch_size, k * 4 * H, (k - 1) * max(self.level_dilations) + 1, like, fast),
-                "h": [SlidingBuffer(batch_size, H, (k - 1) * d + 1, like, fast) for d in self.level_dilations],
-                "c": [SlidingBuffer(batch_size, H, d + 1, like, fast) for d in self.level_dilations],
-                "w_x": arr(w_x.permute(1, 2, 0).reshape(self.d_in, -1)),  # (d_in, k*4H): tap-major columns
-                "w_h": arr(w_h.permute(2, 1, 0).reshape(-1, 4 * H)),  # (k*H, 4H), taps in (j, c) order
-                "b": arr(b), "head": (arr(self.head.weight.t()), arr(self.head.bias)), "numpy": fast}
+        return {"xp": SlidingBuffer(batch_size, k * 4 * H, (k - 1) * max(self.level_dilations) + 1, like),
+                # level j reads level j-1's [h, c] history: h at k taps, c at lag d_j (within the window)
+                "hc": [SlidingBuffer(batch_size, 2 * H, (k - 1) * d + 1, like) for d in self.level_dilations],
+                "w_x": w_x.permute(1, 2, 0).reshape(self.d_in, -1).contiguous(),  # (d_in, k*4H): tap-major
+                "w_h": w_h.permute(2, 1, 0).reshape(-1, 4 * H).contiguous(),  # (k*H, 4H), taps in (j, c) order
+                "b": b, "head": head, "numpy": False}
+
+    def _init_numpy_state(self, batch_size: int, w_x, w_h, b, head) -> dict:
+        """For the NumPy step, level j's history holds [c, h, x, 1] (level j-1's c and h, the input,
+        a constant 1), so one matmul over its taps applies W_h, W_x and the bias together; and
+        sigmoid(a) = (1 + tanh(a/2)) / 2 with the halving (exact in floating point) folded into the
+        i, o, f rows, so one tanh covers all four gates."""
+        k, H, like = self.kernel_size, self.hidden, self._param_like()
+        half = torch.ones(4 * H, dtype=b.dtype)
+        half[:3 * H] = 0.5
+        w_x, w_h, b = w_x * half[:, None, None], w_h * half[:, None, None], b * half
+        bias = torch.zeros(k, 1, 4 * H, dtype=b.dtype)
+        bias[-1, 0] = b  # once, on the newest tap
+        w = torch.cat([w_h.permute(2, 1, 0), w_x.permute(2, 1, 0), bias], 1)  # (k, H + d_in + 1, 4H)
+        arr = lambda t: np.ascontiguousarray(t.numpy())  # noqa: E731
+        return {"levels": [SlidingBuffer(batch_size, 2 * H + self.d_in, (k - 1) * d + 1, like, True, ones=True)
+                           for d in self.level_dilations],
+                "w": arr(w.reshape(-1, 4 * H)), "w0": arr(w[:, H:].reshape(-1, 4 * H)),  # level 0: no h
+                "head": tuple(map(arr, head)), "numpy": True}
 
     def _step_is_torch_free(self, state: dict) -> bool:
         return state["numpy"]
 
     def _step(self, x_t: torch.Tensor, state: dict):
-        B, k, fast = x_t.shape[0], self.kernel_size, state["numpy"]
-        tanh = np.tanh if fast else torch.tanh
+        if state["numpy"]:
+            return self._step_numpy(x_t.numpy(), state)
+        B, k = x_t.shape[0], self.kernel_size
         H, G = self.hidden, 4 * self.hidden
         xp = state["xp"]
-        p = xp.advance()
-        p[...] = (x_t.numpy() if fast else x_t) @ state["w_x"]
+        xp.push(x_t @ state["w_x"])
         injected = {}
         for d in set(self.level_dilations):  # sum_j x_{t-(k-1-j)d} W_x[j] + b
             acc = state["b"] + xp.lag((k - 1) * d)[:, :G]
@@ -137,16 +155,48 @@ class TrellisNet(SeqModel):
             if j == 0:  # level 0 reads an all-zero hidden state
                 pre, c_prev = injected[d], 0.0
             else:
-                pre = state["h"][j].taps(k, d).reshape(B, -1) @ state["w_h"] + injected[d]
-                c_prev = state["c"][j].lag(d)
-            s = sigmoid(pre[:, :3 * H])  # i, o, f at once
-            c = s[:, 2 * H:] * c_prev + s[:, :H] * tanh(pre[:, 3 * H:])
-            h = s[:, H:2 * H] * tanh(c)
+                hc = state["hc"][j]
+                pre = hc.taps(k, d)[..., :H].reshape(B, -1) @ state["w_h"] + injected[d]
+                c_prev = hc.lag(d)[:, H:]
+            s = torch.sigmoid(pre[:, :3 * H])  # i, o, f at once
+            c = s[:, 2 * H:] * c_prev + s[:, :H] * torch.tanh(pre[:, 3 * H:])
+            h = s[:, H:2 * H] * torch.tanh(c)
             if j + 1 < self.levels:  # level j+1 reads level j's history
-                state["h"][j + 1].push(h)
-                state["c"][j + 1].push(c)
-        y = h @ state["head"][0] + state["head"][1]
-        return (torch.from_numpy(y) if fast else y), state
+                state["hc"][j + 1].push(torch.cat([h, c], 1))
+        return h @ state["head"][0] + state["head"][1], state
+
+    def _step_numpy(self, x: np.ndarray, state: dict):
+        """The step above on NumPy (state from ``_init_numpy_state``), in place where it can be:
+        each level's c, h and the input are written straight into the next level's history."""
+        B, k, H = x.shape[0], self.kernel_size, self.hidden
+        levels, w, half = state["levels"], state["w"], x.dtype.type(0.5)
+        last = self.levels - 1
+        levels[0].advance()[:, 2 * H:] = x
+        for j, d in enumerate(self.level_dilations):
+            hist = levels[j]
+            buf, p = hist.buf, hist.p
+            if j == 0:  # level 0 reads an all-zero hidden state: the input's taps only
+                pre = buf[:, p - (k - 1) * d:p + 1:d, 2 * H:].reshape(B, -1) @ state["w0"]
+            else:
+                pre = buf[:, p - (k - 1) * d:p + 1:d, H:].reshape(B, -1) @ w
+            np.tanh(pre, out=pre)
+            s = pre[:, :3 * H]
+            s *= half
+            s += half  # sigmoid(i), sigmoid(o), sigmoid(f)
+            if j < last:
+                out = levels[j + 1].advance()
+                out[:, 2 * H:] = x
+            else:
+                out = np.empty((B, 2 * H), pre.dtype)
+            c, h = out[:, :H], out[:, H:2 * H]
+            if j == 0:
+                np.multiply(s[:, :H], pre[:, 3 * H:], out=c)
+            else:
+                np.multiply(s[:, 2 * H:], buf[:, p - d, :H], out=c)
+                c += s[:, :H] * pre[:, 3 * H:]
+            np.tanh(c, out=h)
+            h *= s[:, H:2 * H]
+        return torch.from_numpy(h @ state["head"][0] + state["head"][1]), state
 
 
 class TrellisExportStep(ExportStep):
