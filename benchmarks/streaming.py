@@ -7,14 +7,16 @@ Targets (issue 3): the TCN streams >= 100x faster than window recompute, and its
 more than 2x an LSTM step of equal parameter count. Issue 12: every causal model's B=1 step within
 4x of the fastest model's (a stream from its start: 50 warm-up steps, then 1,000 timed, so the
 Transformer attends over 50-1,050 cached steps), all models interleaved. Issue 27 (``--runtimes``):
-every model's B=1 step on each runtime (seqbench's torch and NumPy engines, and the exported
-streaming graph in onnxruntime with a 1,024-step state), all interleaved, the spread between the
-fastest and slowest model per runtime and with each model on its fastest runtime.
+every model's B=1 step on each runtime (its own step, seqbench's torch and NumPy engines, and the
+exported streaming graph in onnxruntime), mid-stream of a 1,024-step stream, all interleaved; the
+spread between the fastest and slowest model per runtime (target: own steps within 3x), and which
+own steps are slower than their onnxruntime export.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -111,8 +113,9 @@ def step_table(models: dict, rounds: int = 3, warmup: int = 50, steps: int = 100
     print(f"slowest ({worst}) / fastest = {ratio:.1f}x [target <= 4: {'PASS' if ratio <= 4 else 'FAIL'}]")
 
 
-def runtime_table(models: dict, d_in: int, runtimes=("torch", "numpy", "onnxruntime")) -> None:
-    """B=1 step of every model on every runtime (recommend --runtime's timing), interleaved; median ms."""
+def runtime_table(models: dict, d_in: int, runtimes=("auto", "torch", "numpy", "onnxruntime")) -> None:
+    """B=1 step of every model on every runtime (recommend --runtime's timing: mid-stream of a
+    1,024-step stream), interleaved; median ms. "auto" is the model's own step (its default engine)."""
     import tempfile
     import types
     from pathlib import Path
@@ -121,22 +124,43 @@ def runtime_table(models: dict, d_in: int, runtimes=("torch", "numpy", "onnxrunt
 
     from seqbench.recommend.costs import step_runner
     task = types.SimpleNamespace(d_in=d_in, seq_len=1024, input_kind="features")  # what step_runner reads
+    rounds, steps = 7, 256
+    times = {(name, rt): [] for name in models for rt in runtimes}
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(torch.get_num_threads()), torch.inference_mode():
-        fns = {(name, rt): step_runner(m, task, 1, rt, Path(tmp))
-               for name, m in models.items() for rt in runtimes}
-        t = time_interleaved(fns, rounds=7, min_time=0.2)
-    print("B=1 step, ms (median of 7 interleaved rounds); onnxruntime: the exported streaming graph, 1,024-step state")
-    print("| model | " + " | ".join(runtimes) + " | fastest |\n|---|" + "---|" * (len(runtimes) + 1))
+        ort = {name: step_runner(m, task, 1, "onnxruntime", Path(tmp)) for name, m in models.items()}
+        order, rng = list(times), random.Random(0)
+        for _ in range(rounds):
+            rng.shuffle(order)  # a new order each round: no runner always follows the same one
+            for name, rt in order:  # each round a fresh stream: steps 512-767 of 1,024
+                ts = times[name, rt]
+                step = ort[name] if rt == "onnxruntime" else step_runner(models[name], task, 1, rt, None)
+                for _ in range(5):
+                    step()
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                ts.append((time.perf_counter() - t0) / steps)
+    t = {k: statistics.median(v) for k, v in times.items()}
+    print(f"B=1 step, ms (median of {rounds} interleaved rounds of {steps} steps), from the middle of a 1,024-step "
+          "stream; own: the model's default engine; onnxruntime: the exported streaming graph")
+    names = {"auto": "own"}
+    print("| model | " + " | ".join(names.get(rt, rt) for rt in runtimes) + " | fastest |\n|---|"
+          + "---|" * (len(runtimes) + 1))
     best = {}
     for name in models:
         row = {rt: t[name, rt] * 1e3 for rt in runtimes}
         best[name] = min(row, key=row.get)
-        print(f"| {name} | " + " | ".join(f"{row[rt]:.3f}" for rt in runtimes) + f" | {best[name]} |")
+        print(f"| {name} | " + " | ".join(f"{row[rt]:.3f}" for rt in runtimes) + f" | {names.get(best[name], best[name])} |")
     for rt in runtimes:
         col = [t[name, rt] for name in models]
-        print(f"{rt}: slowest / fastest model = {max(col) / min(col):.1f}x")
+        target = " [target <= 3]" if rt == "auto" else ""
+        print(f"{names.get(rt, rt)}: slowest / fastest model = {max(col) / min(col):.1f}x{target}")
+    slower = [f"{name} ({t[name, 'auto'] / t[name, 'onnxruntime']:.1f}x)" for name in models
+              if t[name, "auto"] > t[name, "onnxruntime"]]
+    print("own step slower than its onnxruntime export (recommend/profile --runtime best times both and keeps "
+          f"the faster): {', '.join(slower) or 'none'}")
     col = [t[name, best[name]] for name in models]
-    print(f"each model on its fastest runtime: slowest / fastest = {max(col) / min(col):.1f}x [target <= 3]")
+    print(f"each model on its fastest runtime: slowest / fastest = {max(col) / min(col):.1f}x")
 
 
 if __name__ == "__main__":

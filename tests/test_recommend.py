@@ -18,6 +18,7 @@ from seqbench.recommend import Limits, candidate_space, exclusions, measure_cost
 
 pytest.importorskip("optuna", reason="the search extra is not installed (make installs it)")
 SEQBENCH = str(Path(sys.executable).parent / "seqbench")
+STREAMING = [n for n in seqbench.list_models() if seqbench.models.registry.get_model_entry(n).cls.supports_step]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,23 @@ def test_costs_from_the_target_device_are_used(data, tmp_path, capsys):
     assert code == 2 and "fastest step measured is gru @1.92K at 99 ms" in err
 
 
+def test_profile_on_the_best_runtime_names_where_each_step_ran(data, tmp_path, capsys):
+    """--runtime best times each model's own step and its onnxruntime export and keeps the faster; the
+    table and the costs file say which ran (the own step: NumPy for the TCN, torch for the GRU)."""
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed (make installs it)")
+    task = seqbench.create_task("custom", path=str(data))
+    cands = [c for c in candidate_space(task, 20_000, ["tcn", "gru"]) if c.params == 2000]
+    assert {k.step_runtime for k in measure_costs(task, cands, rounds=1, steps=2).values()} == {"numpy", "torch"}
+    costs = tmp_path / "costs.json"
+    assert main(["profile", "--task", "custom", "--task-opt", f"path={data}", "--models", "tcn,gru", "--max-params",
+                 "2k", "--runtime", "best", "--out", str(costs), "--no-progress"]) == 0
+    entries = json.loads(costs.read_text())["entries"].values()
+    ran = {e["shape"]: e["step_runtime"] for e in entries}
+    assert len(ran) >= 2 and all(rt in {"numpy", "torch", "onnxruntime"} for rt in ran.values())
+    out = capsys.readouterr().out
+    assert " on " in out.splitlines()[0] and all(rt in out for rt in ran.values()), out
+
+
 @pytest.mark.parametrize("extra,match", [
     (["--max-step-ms", "0.00001"], r"no candidate meets the limits: the fastest step measured is \S+"),
     (["--time-budget", "0.1s"], r"the time budget 0.1s is too short: profiling took"),
@@ -173,19 +191,25 @@ def test_recommend_on_the_ray_executor(tmp_path):
 
 def test_streaming_memory_counts_shared_buffers_once():
     """The NumPy engines keep NumPy views of the state's tensors: that memory is counted once, so the
-    TCN's and TrellisNet's states (the same buffers and folded weights in both engines) measure the
-    same on either engine."""
+    TCN's state (the same buffers and folded weights in both engines) measures the same on either
+    engine, and TrellisNet's NumPy state measures what its buffers and weights hold."""
+    import numpy as np
     import torch
 
     from seqbench.recommend.costs import _state_bytes
-    for name in ("tcn", "trellisnet"):
-        m = seqbench.create_model(name, 1, 4, params=3_000).eval()
-        sizes = []
-        for engine in ("numpy", "torch"):
-            state = m.init_state(2, engine)
-            m.step(torch.randn(2, 30, 1), state)
-            sizes.append(_state_bytes(state))
-        assert sizes[0] == sizes[1], (name, sizes)
+    m = seqbench.create_model("tcn", 1, 4, params=3_000).eval()
+    sizes = []
+    for engine in ("numpy", "torch"):
+        state = m.init_state(2, engine)
+        m.step(torch.randn(2, 30, 1), state)
+        sizes.append(_state_bytes(state))
+    assert sizes[0] == sizes[1], sizes
+    m = seqbench.create_model("trellisnet", 1, 4, params=3_000).eval()
+    state = m.init_state(2, "numpy")
+    m.step(torch.randn(2, 30, 1), state)
+    held = sum(b.full.numel() * b.full.element_size() for b in state["levels"])
+    held += sum(a.nbytes for a in (state["w"], state["w0"], *state["head"]))
+    assert isinstance(state["levels"][0].buf, np.ndarray) and _state_bytes(state) == held
 
 
 def test_recommend_on_text_sizes_its_grid_above_the_embedding(tmp_path):
@@ -302,18 +326,19 @@ def test_every_kind_of_data_runs_through_recommend(tmp_path, make, metric):
     assert rec.instant is None or rec.instant["pick"].startswith("gru")
 
 
-@pytest.mark.parametrize("model", ["gru", "tcn"])
+@pytest.mark.parametrize("model", STREAMING)
 def test_steps_timed_on_each_runtime_compute_the_same_outputs(model, tmp_path):
-    """What `--runtime` times is the same step: the exported ONNX graph in onnxruntime, and each
-    engine, give the model's own step output (within 1e-5)."""
+    """What `--runtime` times is the same step, mid-stream: the exported ONNX graph in onnxruntime,
+    and each engine, give the model's own step output (within 1e-5)."""
     pytest.importorskip("onnxruntime", reason="the export extra is not installed (make installs it)")
     from seqbench.recommend.costs import step_runner
     task = seqbench.create_task("tsc:GunPoint")
     m = seqbench.model_for_task(model, task, params=3_000).eval()
     with torch.inference_mode():
-        ref = step_runner(m, task, 2, "auto", tmp_path)()[0]
+        ref = step_runner(m, task, 2, "auto", tmp_path)()
         for runtime in ("torch", "numpy", "onnxruntime"):
-            out = step_runner(m, task, 2, runtime, tmp_path)()[0]
+            out = step_runner(m, task, 2, runtime, tmp_path)()
+            out = out[0] if runtime == "onnxruntime" else out  # onnxruntime: (output, *next state)
             assert np.abs(np.asarray(out) - ref.numpy()).max() < 1e-5, runtime
     with pytest.raises(seqbench.SeqbenchError, match="unknown runtime 'tflite'"):
         from seqbench.recommend.costs import check_runtime

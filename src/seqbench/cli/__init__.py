@@ -305,10 +305,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     costs = measure_costs(task, cands, limits.batch, progress=False if args.no_progress else None, runtime=args.runtime)
     write_costs(args.out, task, costs, limits.batch, args.runtime)
     out = exclusions(costs, limits)  # the limits given: which candidates they would exclude, and why
-    rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}",
+    rows = [{"candidate": c.id, "params": f"{k.params:,}", "step (ms)": f"{k.step_ms:.3g}", "on": k.step_runtime,
              "spread": f"{k.step_spread:.0%}", "sequence (ms)": f"{k.seq_ms:.3g}", "memory (MB)": f"{k.mem_mb:.3g}",
              "limits": f"excluded: {out[c]}" if c in out else "within"} for c, k in costs.items()]
-    print(format_table(rows, ["candidate", "params", "step (ms)", "spread", "sequence (ms)", "memory (MB)", "limits"],
+    print(format_table(rows, ["candidate", "params", "step (ms)", "on", "spread", "sequence (ms)", "memory (MB)",
+                              "limits"],
                        align_right=["params", "step (ms)", "spread", "sequence (ms)", "memory (MB)"]))
     print("spread: the step timings' interquartile range over their median (high: the machine was busy; "
           "measure again on a quiet one)")

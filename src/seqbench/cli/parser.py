@@ -103,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch", type=int, default=1, help="batch size the step limit applies to (default 1)")
         p.add_argument("--max-params", help="parameter limit, e.g. 200k (also the top of the size grid; default 100k)")
         p.add_argument("--max-memory-mb", type=float, help="memory to stream (weights + state) limit, MB")
-        p.add_argument("--runtime", default="auto", choices=["auto", "torch", "numpy", "onnxruntime"],
-                       help="where candidates' steps are timed: the model's own step (auto), an engine, or the "
-                            "exported ONNX graph in onnxruntime (default auto)")
+        p.add_argument("--runtime", default="auto", choices=["auto", "torch", "numpy", "onnxruntime", "best"],
+                       help="where candidates' steps are timed: the model's own step (auto), an engine, the "
+                            "exported ONNX graph in onnxruntime, or the faster of the own step and the ONNX graph "
+                            "for each model (best; the table names which) (default auto)")
         p.add_argument("--no-progress", action="store_true")
 
     rc = sub.add_parser("recommend", help="the best architecture and size for a task under your limits", parents=[plugin])

@@ -105,7 +105,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         cost_of, machine = read_costs(costs, task, candidates, limits.batch)
     else:
         cost_of, machine = profile(task, candidates, limits.batch, db, progress, runtime), _machine()
-        machine += f", steps timed on {runtime}" if runtime != "auto" else ""
+        machine += {"auto": "", "best": ", steps timed on each model's own step and its onnxruntime export (the "
+                                        "faster kept)"}.get(runtime, f", steps timed on {runtime}")
     excluded = exclusions(cost_of, limits)
     allowed = [c for c in candidates if c not in excluded]
     if not allowed and all(not math.isfinite(k.train_step_ms) for k in cost_of.values()):

@@ -37,6 +37,7 @@ class Ranked:
     default: bool = False         # the configuration an expert would try first (trained first, never pruned)
     cv_folds: int = 0             # k: valid is the mean over k-fold cross-validation, valid_std its spread
     refit: bool = False           # run_dir holds the configuration retrained on all of train+valid
+    step_runtime: str = ""        # where step_ms was timed (numpy, torch, onnxruntime)
 
 @dataclass
 class Recommendation:
@@ -138,7 +139,7 @@ def explain(rec: Recommendation, note: str = "", noise: float | None = None, wha
                 "of the data may change that.")
     w = rec.winner
     parts = [f"{w.candidate} ({w.shape}, {w.params:,} params): best validation {m} {fmt(w.valid)} at "
-             f"{w.step_ms:.3g} ms/step (trivial baseline {fmt(rec.trivial_valid)}); test {m} "
+             f"{w.step_ms:.3g} ms/step{' in onnxruntime' if w.step_runtime == 'onnxruntime' else ''} (trivial baseline {fmt(rec.trivial_valid)}); test {m} "
              f"{fmt(rec.test.get(m))} (trivial baseline on test {fmt(rec.trivial_test)}).{note}"]
     for r in [r for r in best_per_candidate(rec.ranked) if r.candidate != w.candidate][:3]:
         parts.append(f"{r.candidate}: {fmt(r.valid)} at {r.step_ms:.3g} ms ({r.epochs} epochs).")

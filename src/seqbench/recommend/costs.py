@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from seqbench.errors import SeqbenchError
+from seqbench.models.base import SeqModel
 from seqbench.recommend.candidates import Candidate
 from seqbench.utils import atomic_write_json
 
-COSTS_VERSION = 3          # of how costs are measured, or of what they measure (3: the channels-last TCN trains ~1.5x
-#                            faster); bumped, cached costs are measured again
+COSTS_VERSION = 4          # of how costs are measured, or of what they measure (4: steps timed mid-stream, as the
+#                            mean of a stream of the task's length); bumped, cached costs are measured again
 STREAM_CHUNK = 1024        # steps per chunk when a whole sequence is streamed to measure its state
 
 
@@ -34,6 +35,7 @@ class Costs:
     mem_mb: float         # weights + streaming state after a full sequence, at the batch size
     train_step_ms: float  # one training step at the task's batch size (for time estimates)
     step_spread: float = 0.0  # the step timings' interquartile range over their median (load on the machine)
+    step_runtime: str = ""    # where the step was timed: numpy, torch or onnxruntime ("" before this was kept)
 
 def _machine() -> str:
     from seqbench.bench.worker import environment
@@ -146,66 +148,112 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
             task.loss(task.predict(tmodel, xb), yb).backward()
             opt.step()
             train_times.append(time.perf_counter() - t0)
-        step = step_runner(model, task, batch, runtime, tmp)
-        for _ in range(5):  # warm up
-            step()
-        built[cand] = (step, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
-                       min(train_times) * 1e3, [])
+        steps_on = {}
+        for rt in _runtimes(model, runtime):
+            step = step_runner(model, task, batch, rt, tmp)
+            for _ in range(5):  # warm up
+                step()
+            steps_on[_runtime_name(model, task, batch, rt)] = (step, [])
+        built[cand] = (steps_on, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
+                       min(train_times) * 1e3)
     _time_rounds(built, list(built), rounds, steps)
     for _ in range(2):  # a smaller model of a kind slower than a larger one is load, not cost: measure again
-        suspect = _not_monotone({c: statistics.median(b[-1]) for c, b in built.items()})
+        suspect = _not_monotone({c: _fastest(b[0])[1] for c, b in built.items()})
         if not suspect:
             break
         _time_rounds(built, suspect, rounds, steps)
-    return {**too_big, **{c: Costs(params=n, shape=shape, step_ms=statistics.median(times), seq_ms=seq_ms,
-                                   mem_mb=mem, train_step_ms=train_ms, step_spread=_spread(times))
-                          for c, (_, n, shape, seq_ms, mem, train_ms, times) in built.items()}}
+    out = dict(too_big)
+    for c, (steps_on, n, shape, seq_ms, mem, train_ms) in built.items():
+        rt, step_ms = _fastest(steps_on)
+        out[c] = Costs(params=n, shape=shape, step_ms=step_ms, seq_ms=seq_ms, mem_mb=mem, train_step_ms=train_ms,
+                       step_spread=_spread(steps_on[rt][1]), step_runtime=rt)
+    return out
 
 
-RUNTIMES = ("auto", "torch", "numpy", "onnxruntime")
+def _runtimes(model, runtime: str) -> list[str]:
+    """The runtimes to time a model's step on: the one asked for; for "best", the model's own step
+    and, where onnxruntime is installed and the model exports its step, the exported graph too."""
+    if runtime != "best":
+        return [runtime]
+    import importlib.util
+    exportable = type(model).export_step is not SeqModel.export_step
+    return ["auto", "onnxruntime"] if exportable and importlib.util.find_spec("onnxruntime") else ["auto"]
+
+
+def _runtime_name(model, task, batch: int, runtime: str) -> str:
+    """What actually ran the step: the engine "auto" picks for this model, or the runtime named."""
+    if runtime != "auto":
+        return runtime
+    state = model.init_state(batch)
+    on_numpy = state.get("numpy") if isinstance(state, dict) else getattr(state, "numpy", None)
+    return "numpy" if on_numpy is True else "torch"  # (a tensor state's .numpy is a method)
+
+
+def _fastest(steps_on: dict) -> tuple[str, float]:
+    """(runtime, median ms) of the fastest of a candidate's timed runtimes."""
+    return min(((rt, statistics.median(times)) for rt, (_, times) in steps_on.items()), key=lambda kv: kv[1])
+
+
+RUNTIMES = ("auto", "torch", "numpy", "onnxruntime", "best")
 
 
 def check_runtime(runtime: str) -> None:
     if runtime not in RUNTIMES:
         raise SeqbenchError(f"unknown runtime {runtime!r}; use one of: {', '.join(RUNTIMES)}")
-    if runtime == "onnxruntime":
+    if runtime == "onnxruntime":  # ("best" uses it where it is installed)
         from seqbench.data import require
         require("onnxruntime", extra="export", why="--runtime onnxruntime")
 
 
 def step_runner(model, task, batch: int, runtime: str, tmp: Path | None):
-    """One streaming step at ``batch`` on ``runtime``, as a call to time: the model's own step
-    (``auto``: its default engine; ``torch`` or ``numpy``: that engine), or the graph
-    ``seqbench export --streaming`` writes, run by onnxruntime on one thread (the state for a
-    stream of the task's length)."""
+    """One streaming step at ``batch`` on ``runtime``, as a call to time, mid-stream (below): the
+    model's own step (``auto``: its default engine; ``torch`` or ``numpy``: that engine), or the
+    graph ``seqbench export --streaming`` writes, run by onnxruntime on torch's thread count (its
+    state sized for a stream of the task's length). Calls carry the own step's stream on; the
+    onnxruntime call repeats the same step."""
     x_t = _inputs(task, batch, None)
+    max_len = int(task.seq_len) if str(task.seq_len).isdigit() else 1024
+    # timed mid-stream: where a step's cost grows with the stream (attention over a KV cache), about
+    # the mean over a stream of the task's length (the timing's few hundred steps carry it on), at
+    # most STREAM_CHUNK steps in (one chunk: profiling stays quick on long sequences)
+    prefix = _inputs(task, batch, min(max_len // 2, STREAM_CHUNK))
     if runtime != "onnxruntime":
-        state = model.init_state(batch, engine=runtime)
-        return lambda: model.step(x_t, state)
+        state = [model.init_state(batch, engine=runtime)]
+        if prefix.shape[1]:
+            state[0] = model.step(prefix, state[0])[1]
+
+        def step():
+            y, state[0] = model.step(x_t, state[0])
+            return y
+        return step
     import onnxruntime as ort
 
     from seqbench.export import StreamingStep, export_model
-    max_len = int(task.seq_len) if str(task.seq_len).isdigit() else 1024
     path = tmp / f"step{len(list(tmp.iterdir()))}.onnx"
     export_model(model, path, "onnx", streaming=True, max_len=max_len)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = torch.get_num_threads()
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     module = StreamingStep(model, max_len)
-    args = (x_t.to(module.example_input(batch).dtype), *module.init_state(batch))
-    feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+    dtype = module.example_input(batch).dtype
+    names = [i.name for i in sess.get_inputs()]
+    state = [a.numpy() for a in module.init_state(batch)]
+    for t in range(prefix.shape[1]):  # the same point of the stream as the own step's
+        state = sess.run(None, dict(zip(names, [prefix[:, t].to(dtype).numpy(), *state])))[1:]
+    feeds = dict(zip(names, [x_t.to(dtype).numpy(), *state]))
     return lambda: sess.run(None, feeds)
 
 
 def _time_rounds(built: dict, cands: list[Candidate], rounds: int, steps: int) -> None:
-    """Interleaved: each round times every candidate once, so a slow moment hits all alike."""
+    """Interleaved: each round times every candidate (on each of its runtimes) once, so a slow
+    moment hits all alike."""
     for _ in range(rounds):
         for cand in cands:
-            step, *_rest, times = built[cand]
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times.append((time.perf_counter() - t0) / steps * 1e3)
+            for step, times in built[cand][0].values():
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                times.append((time.perf_counter() - t0) / steps * 1e3)
 
 
 def _not_monotone(step_ms: dict[Candidate, float], factor: float = 1.5) -> list[Candidate]:

@@ -387,7 +387,7 @@ class Search:
                 if row is not None and row["status"] == "done":
                     vals.append(row["best_valid"])
             rows.append(Ranked(candidate=c.id, model=c.model, shape=k.shape, params=k.params, step_ms=k.step_ms,
-                               mem_mb=k.mem_mb, lr=rec["params"]["lr"],
+                               step_runtime=k.step_runtime, mem_mb=k.mem_mb, lr=rec["params"]["lr"],
                                dropout=rec["params"]["dropout"] if self.uses_dropout(c) else None,
                                valid=statistics.fmean(vals), valid_std=statistics.stdev(vals) if len(vals) > 1 else None,
                                seeds=len(vals), epochs=epochs, train_time=_train_time(run), run_dir=str(run),
