@@ -1,13 +1,16 @@
 """`seqbench predict` at scale (issue 27): 1,000,000 short sequences and 10,000 sequences of length
 10,000 (NPZ), through a small trained TCN run; throughput beside the model's own forward over the
-same batches (the ceiling), and the process's peak memory over the input's size.
+same batches (the ceiling), and the peak memory of `seqbench predict` run alone (the CLI, its own
+process) beside the input's size.
 
     python benchmarks/predict_scale.py [--n-short 1000000] [--n-long 10000]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,9 +51,20 @@ def case(tmp: Path, n: int, L: int, batch: int) -> dict:
         for i in range(0, n, batch):
             model(torch.from_numpy(x[i:i + batch]))
     t_forward = time.perf_counter() - t0
+    del df, x
+    peak = cli_peak_mb(run, tmp / "new.npz", tmp / "out.npz")
     return {"case": f"{n:,} x {L:,}", "input MB": f"{mb:,.0f}", "predict s": f"{t_predict:.1f}",
             "forward s": f"{t_forward:.1f}", "predict seq/s": f"{n / t_predict:,.0f}",
-            "forward / predict": f"{t_forward / t_predict:.2f}"}
+            "forward / predict": f"{t_forward / t_predict:.2f}", "CLI peak MB": f"{peak:,.0f}"}
+
+
+def cli_peak_mb(run: Path, data: Path, out: Path) -> float:
+    """Peak resident memory of `seqbench predict` run alone, as a user runs it (its own process)."""
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "seqbench"), "predict", str(run), "--input", str(data),
+                             "--out", str(out), "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "seqbench predict failed"
+    return usage.ru_maxrss / 2**10
 
 
 def main() -> int:

@@ -101,3 +101,29 @@ def test_predictions_equal_the_model_on_the_tasks_own_test_split(tmp_path, kind,
         np.testing.assert_allclose(by_id["prediction"], last[:, 0].numpy(), rtol=1e-4, atol=1e-5)
     else:
         np.testing.assert_allclose(by_id["p_b"], torch.softmax(last, -1)[:, 1].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_predict_on_a_float32_npz_keeps_its_dtype_and_still_refuses_nan(tmp_path, capsys):
+    """New data in an NPZ is held as stored (float32: its own size, converted a batch at a time), and
+    predicts what the same numbers in float64 predict; a NaN in its last row is still refused, with
+    nothing written."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 12, 2)).astype(np.float32)
+    np.savez(tmp_path / "train.npz", x=x, y=(x[:, -1, 0] > 0).astype(np.int64))
+    task = seqbench.create_task("custom", path=str(tmp_path / "train.npz"), normalize="feature")
+    seqbench.train(seqbench.create_model("gru", 2, task.d_out, hidden=4), task, seqbench.TrainConfig(epochs=1),
+                   out_dir=tmp_path / "run", progress=False)
+    new = rng.normal(size=(30, 12, 2)).astype(np.float32)
+    np.savez(tmp_path / "new32.npz", x=new)
+    np.savez(tmp_path / "new64.npz", x=new.astype(np.float64))
+    from seqbench.data.files import load_file
+    held = load_file(tmp_path / "new32.npz", id_col="series", time_col="step", label_col="label",
+                     target_col="target", value_col=None, features=None, need_target=False)["x"]
+    assert held[0].dtype == np.float32
+    pd.testing.assert_frame_equal(predict(tmp_path / "run", tmp_path / "new32.npz"),
+                                  predict(tmp_path / "run", tmp_path / "new64.npz"))
+    new[-1, 5, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", x=new)
+    assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "bad.npz"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "has NaN/inf values" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()

@@ -20,6 +20,9 @@ import torch
 from seqbench.errors import SeqbenchError
 
 
+BATCH_STEPS = 2**20  # at most this many time steps (sequences x length) in one batch
+
+
 @torch.inference_mode()
 def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: int = 256,
             progress: bool | None = None):
@@ -27,7 +30,6 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
     bar over the batches on a terminal (``progress=None``)."""
     from seqbench.data import require
     from seqbench.data.files import load_file
-    from seqbench.tasks.custom import normalize
     pd = require("pandas", why="predictions")
     from seqbench.train.runs import RunDir
     rundir = RunDir.open(run_dir)
@@ -48,19 +50,22 @@ def predict(run_dir: str | os.PathLike, input: str | os.PathLike, batch_size: in
         return _forecast(model, data, fitted, path, pd)
     if "x" not in data:
         raise SeqbenchError(f"{path} holds one series; {run} was trained on sequences ({kind})")
-    xs = normalize([np.asarray(x, dtype=np.float64) for x in data["x"]], fitted.get("normalize") or {})
-    if xs[0].shape[1] != model.d_in:
-        raise SeqbenchError(f"{path} has {xs[0].shape[1]} feature columns, the model takes {model.d_in}")
+    xs = data["x"]
+    if xs and np.shape(xs[0])[1] != model.d_in:
+        raise SeqbenchError(f"{path} has {np.shape(xs[0])[1]} feature columns, the model takes {model.d_in}")
     ids = data.get("ids") or list(range(len(xs)))  # an NPZ has no ids: its rows, 0..N-1
     return _predict_sequences(model, xs, ids, kind, fitted, batch_size, progress, pd)
 
 
 def _predict_sequences(model, xs: list[np.ndarray], ids: list, kind: str, fitted: dict, batch_size: int,
                        progress: bool | None, pd):
-    """Outputs written into preallocated columns batch by batch (memory: the inputs and one row of
-    numbers per prediction); batches of equal length, so no padding reaches a non-causal model's
-    outputs and none is computed."""
+    """Outputs written into preallocated columns batch by batch (memory: the inputs as loaded, one
+    batch normalized, and one row of numbers per prediction); batches of equal length, so no padding
+    reaches a non-causal model's outputs and none is computed."""
     from tqdm.auto import tqdm
+
+    from seqbench.tasks.custom import normalize
+    how = fitted.get("normalize") or {}
     n = len(xs)
     lengths = np.array([len(x) for x in xs])
     order = np.argsort(lengths, kind="stable")
@@ -73,10 +78,14 @@ def _predict_sequences(model, xs: list[np.ndarray], ids: list, kind: str, fitted
         classes = fitted.get("classes") or [str(c) for c in range(model.d_out)]
         values = np.empty((n, len(classes)), dtype=np.float64)
     bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-    chunks = [c[i:i + batch_size] for c in np.split(order, bounds) for i in range(0, len(c), batch_size)]
+    chunks = []
+    for same in np.split(order, bounds):  # long sequences in smaller batches: a batch's activations stay bounded
+        b = max(1, min(batch_size, BATCH_STEPS // max(1, int(lengths[same[0]])))) if len(same) else 1
+        chunks += [same[i:i + b] for i in range(0, len(same), b)]
     for chunk in tqdm(chunks, desc="predicting", unit="batch", disable=None if progress is None else not progress,
                       leave=False):
-        out = model(torch.from_numpy(np.stack([xs[i] for i in chunk]).astype(np.float32)))
+        batch = normalize([np.asarray(xs[i], dtype=np.float64) for i in chunk], how)  # as training did, in float64
+        out = model(torch.from_numpy(np.stack(batch).astype(np.float32)))
         if kind == "per_step":
             for j, i in enumerate(chunk):
                 values[offsets[i]:offsets[i + 1]] = out[j, :, 0].double().numpy()

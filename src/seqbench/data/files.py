@@ -58,16 +58,24 @@ def _numeric(df, cols, path) -> np.ndarray:
     return a
 
 
-def _check_finite(path, name: str, a: np.ndarray) -> np.ndarray:
+def _check_finite(path, name: str, a: np.ndarray, keep_float: bool = False) -> np.ndarray:
+    """``a`` as float64 (``keep_float``: a floating array as it is, so new data to predict costs its
+    own size in memory, not twice it), checked numeric and finite."""
     if a.dtype == object or not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
         raise _fail(path, f"array {name!r} is not numeric (dtype {a.dtype}); store numbers")
     if np.iscomplexobj(a):
         raise _fail(path, f"array {name!r} is complex; store real numbers (e.g. real and imaginary parts as two "
                           "features)")
-    a = a.astype(np.float64)
+    if not (keep_float and np.issubdtype(a.dtype, np.floating)):
+        a = a.astype(np.float64)
     if a.size == 0:
         raise _fail(path, f"array {name!r} is empty")
-    if not np.isfinite(a).all():
+    if a.ndim == 0:
+        finite = bool(np.isfinite(a))
+    else:  # in blocks of rows: no mask as large as the array
+        rows = max(1, 2**20 // max(1, a[0].size))
+        finite = all(np.isfinite(a[i:i + rows]).all() for i in range(0, len(a), rows))
+    if not finite:
         raise _fail(path, f"array {name!r} has NaN/inf values; drop or impute them first")
     return a
 
@@ -204,7 +212,7 @@ def _load_npz(path: Path, need_target: bool = True) -> dict:
         if key not in arrays:
             raise _fail(path, f"has no array {key!r} (arrays: {', '.join(arrays) or 'none'}); an NPZ needs x (N, L[, d]) "
                               "and y (N,) or (N, L), or a single 'series' to forecast")
-    x = _check_finite(path, "x", arrays["x"])
+    x = _check_finite(path, "x", arrays["x"], keep_float=not need_target)  # predict converts batch by batch
     y = _check_finite(path, "y", arrays["y"])
     if y.ndim == 0:
         raise _fail(path, "'y' is a single number; it must be (N,) one value per sequence or (N, L) one per step")
