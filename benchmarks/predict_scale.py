@@ -8,7 +8,6 @@ process) beside the input's size.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -58,13 +57,24 @@ def case(tmp: Path, n: int, L: int, batch: int) -> dict:
             "forward / predict": f"{t_forward / t_predict:.2f}", "CLI peak MB": f"{peak:,.0f}"}
 
 
+PEAK = """
+import sys
+from seqbench.cli import main
+code = main(sys.argv[1:])
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
+print("VmHWM", hwm[0] if hwm else "nan", file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def cli_peak_mb(run: Path, data: Path, out: Path) -> float:
-    """Peak resident memory of `seqbench predict` run alone, as a user runs it (its own process)."""
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "seqbench"), "predict", str(run), "--input", str(data),
-                             "--out", str(out), "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "seqbench predict failed"
-    return usage.ru_maxrss / 2**10
+    """Peak resident memory of `seqbench predict` run alone, as a user runs it (its own process): the
+    child's own VmHWM (Linux), since a child's ru_maxrss starts from the forking parent's size."""
+    proc = subprocess.run([sys.executable, "-c", PEAK, "predict", str(run), "--input", str(data), "--out", str(out),
+                           "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kb = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM")]
+    return float(kb[-1]) / 2**10 if kb else float("nan")
 
 
 def main() -> int:

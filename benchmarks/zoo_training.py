@@ -5,7 +5,7 @@
 Every model at ~70K parameters, seq-MNIST's input (L=784, 1 -> 10, the loss on the last step as the
 task trains it), one training step (forward, backward, Adam) timed interleaved in one process;
 beside it the FLOPs that step computes (torch's FlopCounterMode: matmuls, convolutions and attention,
-forward and backward), the achieved GFLOP/s and their share of the float32 matmul peak measured in
+forward and backward; attention as computed, the full L x L), the achieved GFLOP/s and their share of the float32 matmul peak measured in
 the same run. A model far below the peak spends its time on something other than arithmetic
 (per-op overhead, sequential steps, element-wise work); one near it can only get faster by doing
 fewer FLOPs.
@@ -13,11 +13,13 @@ fewer FLOPs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 import torch
 import torch.nn.functional as F
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -37,9 +39,34 @@ def training_step(model, x, y):
     return step
 
 
+def _rnn_layer(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+    """oneDNN's fused LSTM layer (which FlopCounterMode does not count): both matmuls at every step."""
+    tokens = math.prod(input) // input[-1]
+    return 2 * tokens * (math.prod(w_ih) + math.prod(w_hh))
+
+
+def _rnn_layer_backward(input, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _rnn_layer(input, w_ih, w_hh)  # gradients of the inputs and of the weights
+
+
+def _attention(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(q, k, v)  # torch's formula: the full L x S products
+
+
+def _attention_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out, q, k, v)
+
+
+# ops the counter has no formula for on the CPU: attention (torch's formulas) and the LSTM's fused layer
+UNCOUNTED = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention,
+             torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward,
+             torch.ops.aten.mkldnn_rnn_layer: _rnn_layer,
+             torch.ops.aten.mkldnn_rnn_layer_backward: _rnn_layer_backward}
+
+
 def flops_of(step) -> int:
     """FLOPs of one call (forward and backward; Adam's element-wise update is not counted)."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=UNCOUNTED)
     with counter:
         step()
     return counter.get_total_flops()

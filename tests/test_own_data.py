@@ -130,6 +130,28 @@ def test_differencing_turns_forecasts_back_into_values(tmp_path):
         seqbench.create_task("custom", path=str(tmp_path / "walk.csv"), transform="sqrt")
 
 
+def test_forecast_folds_roll_the_origin_forward_and_keep_the_test_windows(tmp_path):
+    """fold=i/k on a series: rolling-origin validation. Each fold validates on a later block of the
+    windows before the test part, trains only on windows whose targets end before that block, and
+    keeps the test windows; fold=all trains on train+valid."""
+    t = np.arange(240)
+    (tmp_path / "s.csv").write_text("value\n" + "\n".join(f"{np.sin(v / 2) + 0.01 * v:.4f}" for v in t) + "\n")
+    opts = dict(path=str(tmp_path / "s.csv"), kind="forecast", lookback=24, horizon=3, season=12)
+    plain = seqbench.create_task("custom", **opts)
+    folds = [seqbench.create_task("custom", **opts, fold=f"{i}/5") for i in range(5)]
+    for i, f in enumerate(folds):
+        assert (f.origins["test"] == plain.origins["test"]).all()
+        assert f.origins["train"].max() + f.horizon <= f.origins["valid"].min()  # no validation target in training
+        if i:
+            assert folds[i - 1].origins["valid"].max() < f.origins["valid"].min()
+        assert f.trivial_on("valid") > 0
+    assert folds[-1].origins["valid"].max() == plain.origins["valid"].max()
+    refit = seqbench.create_task("custom", **opts, fold="all")
+    assert refit.origins["train"].max() == plain.origins["valid"].max()
+    with pytest.raises(seqbench.SeqbenchError, match="rolling-origin validation needs blocks"):
+        seqbench.create_task("custom", **{**opts, "horizon": 12}, fold="0/20")  # blocks of 8 steps
+
+
 @pytest.mark.parametrize("opts,match", [
     ({"lookback": 10}, r"option\(s\) lookback do not apply to d.csv \(read as kind=classification\)"),
     ({"level": "word"}, r"level do not apply"),

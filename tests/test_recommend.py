@@ -266,6 +266,22 @@ def test_the_default_first_and_cross_validation_on_a_small_validation_split(data
         assert cfg["task"]["fold"] == "all" and "retrained on all of train+valid" in rec.explanation
 
 
+def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):
+    """240 steps leave ~30 validation windows: the best configurations are compared by 5-fold
+    rolling-origin validation, and the seasonal naive baseline is scored on the same five folds."""
+    t = np.arange(240)
+    y = np.sin(2 * np.pi * t / 12) + 0.01 * t + 0.2 * np.random.default_rng(0).normal(size=len(t))
+    (tmp_path / "s.csv").write_text("value\n" + "\n".join(f"{v:.4f}" for v in y) + "\n")
+    opts = {"path": str(tmp_path / "s.csv"), "kind": "forecast", "lookback": 24, "horizon": 3, "season": 12}
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, progress=False, task_opts=opts)
+    cv = [r for r in rec.ranked if r.cv_folds]
+    assert cv and rec.ranked[:len(cv)] == cv and all(r.cv_folds == 5 for r in cv)
+    folds = [seqbench.create_task("custom", **opts, fold=f"{i}/5").trivial_on("valid") for i in range(5)]
+    assert rec.trivial_valid == pytest.approx(np.mean(folds))
+    assert rec.trivial_valid != pytest.approx(seqbench.create_task("custom", **opts).trivial_on("valid"))
+
+
 def test_a_statistical_forecaster_beats_the_seasonal_naive_on_a_trend(tmp_path):
     """A seasonal series on a linear trend: the seasonal naive forecast lags the trend by a season;
     AutoETS / AutoTheta (refitted on each window) follow it. Scored on the same windows."""

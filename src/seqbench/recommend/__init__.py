@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -174,6 +175,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         # the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step
         hib = task.metric.higher_is_better
         trivial_valid, trivial_test = task.trivial_on("valid"), task.trivial_on("test")
+        if rows[0].cv_folds:  # the baseline scored on the same folds as the cross-validated configurations
+            k = rows[0].cv_folds
+            trivial_valid = statistics.fmean(seqbench.create_task(task_name, **{**task_opts, "fold": f"{i}/{k}"})
+                                             .trivial_on("valid") for i in range(k))
         best = rows[0]
         noise, what = _noise(task, rows)
         winner, close = choose(rows, trivial_valid, hib, noise)

@@ -40,7 +40,7 @@ ONLY_FOR = {"value": {"forecast"}, "lookback": {"forecast"}, "horizon": {"foreca
                                                                                    "per_step"},
             "level": {"lm"}, "seq_len": {"lm"}, "valid_len": {"lm"}, "id": {"classification", "regression", "per_step"},
             "step": {"classification", "regression", "per_step", "forecast"},
-            "fold": {"classification", "regression", "per_step"}}
+            "fold": {"classification", "regression", "per_step", "forecast"}}
 DEFAULTS = {"id": "series", "step": "step", "label": "label", "target": "target", "normalize": "none",
             "transform": "none", "horizon": 1, "season": 1, "level": "char", "seq_len": 128, "valid_len": 64}
 NORMALIZE = ("none", "series", "feature")
@@ -169,8 +169,10 @@ class CustomForecast(WindowForecast):
         if transform in ("log", "returns") and (series <= 0).any():
             raise _fail(path, f"transform={transform} needs a positive series; it has values <= 0 (use diff)")
         self.opts = opts
+        fold = opts.get("fold")
         self._setup(series, lookback or max(2 * season, min(24, len(series) // 5)), horizon, season,
-                    fractions=fractions[:2] if fractions else (0.7, 0.15), transform=transform)
+                    fractions=fractions[:2] if fractions else (0.7, 0.15), transform=transform,
+                    fold=None if fold is None else "all" if fold == "all" else parse_fold(fold, path))
 
     def config(self) -> dict:
         return {"name": "custom", **self.opts, "lookback": self.lookback}

@@ -75,12 +75,17 @@ class WindowForecast(ArrayTask):
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 50}
 
     def _setup(self, series: np.ndarray, lookback: int, horizon: int, season: int,
-               fractions: tuple[float, float] | None = (0.7, 0.15), transform: str = "none") -> None:
+               fractions: tuple[float, float] | None = (0.7, 0.15), transform: str = "none",
+               fold: tuple[int, int] | str | None = None) -> None:
         """Windows of the series. ``transform`` is what the model sees and predicts: the values
         ("none"), their logs, their differences ("diff", for random walks) or relative changes
         ("returns"); forecasts are turned back into values before scoring, so metrics are always
         on the original scale. A target row is [the last observed value, the next ``horizon``].
-        ``fractions=None``: every split holds every window (an estimator fitted on the whole series)."""
+        ``fractions=None``: every split holds every window (an estimator fitted on the whole series).
+        ``fold=(i, k)``: rolling-origin cross-validation on train+valid (the test part kept): the
+        forecast origins up to the test part cut into k + 1 blocks in time, block i + 1 validates,
+        and training holds only the windows whose targets end before it; ``fold="all"``: train on
+        train+valid (the refit after cross-validation; valid is then in-sample)."""
         series = np.asarray(series, dtype=np.float64)
         if series.ndim != 1 or not np.isfinite(series).all():
             raise SeqbenchError(f"task {self.name!r}: the series must be 1-D and finite")
@@ -88,17 +93,32 @@ class WindowForecast(ArrayTask):
             if not isinstance(v, int) or v < 1:
                 raise SeqbenchError(f"{label} must be a positive integer, got {v!r}")
         T = len(series)
-        ends = (T, T, T) if fractions is None else (int(T * fractions[0]), int(T * (fractions[0] + fractions[1])), T)
         lagged = transform in ("diff", "returns")  # u_0 has no predecessor: windows start after it
         first = max(lookback + lagged, season * math.ceil(horizon / season), 1)  # a full lookback, a naive, an anchor
+        if fractions is None:
+            bounds = {"train": (0, T), "valid": (0, T), "test": (0, T)}
+        else:
+            t0, tv = int(T * fractions[0]), int(T * (fractions[0] + fractions[1]))
+            bounds = {"train": (0, t0), "valid": (t0, tv), "test": (tv, T)}
+            if fold == "all":
+                bounds["train"] = (0, tv)
+            elif fold is not None:
+                i, k = fold
+                n = (tv - first) // (k + 1)
+                if n < horizon:
+                    raise SeqbenchError(f"task {self.name!r}: {k}-fold rolling-origin validation needs blocks of at "
+                                        f"least the horizon ({horizon}) before the test part; the series gives "
+                                        f"{max(n, 0)}: use fewer folds, a shorter lookback or a longer series")
+                v0 = first + (i + 1) * n
+                bounds["train"], bounds["valid"] = (0, v0), (v0, tv if i == k - 1 else v0 + n)
         self.lookback, self.horizon, self.season, self.d_out, self.seq_len = lookback, horizon, season, horizon, lookback
         self.transform = transform
         self.series, self.origins = series, {}  # the raw series and each split's forecast origins (baselines refit on them)
         u = transformed(series, transform)
-        self.mean, self.std = float(u[lagged:ends[0]].mean()), float(u[lagged:ends[0]].std() or 1.0)
+        train_end = bounds["train"][1]
+        self.mean, self.std = float(u[lagged:train_end].mean()), float(u[lagged:train_end].std() or 1.0)
         z = (u - self.mean) / self.std
-        lo = 0
-        for split, hi in zip(("train", "valid", "test"), ends):
+        for split, (lo, hi) in bounds.items():
             origins = np.arange(max(lo, first), hi - horizon + 1)
             if len(origins) == 0:
                 raise SeqbenchError(f"task {self.name!r}: the {split} part ({hi - lo} steps) holds no window of "
@@ -114,7 +134,6 @@ class WindowForecast(ArrayTask):
                 self.trivial_baseline = self.trivial_by_split["test"]
                 self.naive = {"mae": self.trivial_baseline, "rmse": float(np.sqrt(((naive - y) ** 2).mean())),
                               "smape": float(smape(naive, y).mean())}
-            lo = 0 if fractions is None else hi
         self.trivial_note = f"seasonal naive (season {season}) on the test windows"
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
