@@ -150,6 +150,13 @@ def test_forecast_folds_roll_the_origin_forward_and_keep_the_test_windows(tmp_pa
     assert refit.origins["train"].max() == plain.origins["valid"].max()
     with pytest.raises(seqbench.SeqbenchError, match="rolling-origin validation needs blocks"):
         seqbench.create_task("custom", **{**opts, "horizon": 12}, fold="0/20")  # blocks of 8 steps
+    plain = seqbench.create_task("forecast:airpassengers")  # the bundled series take it too (recommend's CV)
+    first, last = (seqbench.create_task("forecast:airpassengers", fold=f) for f in ("0/3", "2/3"))
+    assert (last.origins["test"] == plain.origins["test"]).all() and last.config()["fold"] == "2/3"
+    assert last.origins["valid"].max() == plain.origins["valid"].max()
+    assert first.origins["train"].max() + first.horizon <= first.origins["valid"].min()
+    with pytest.raises(seqbench.SeqbenchError, match=r"forecast:airpassengers: fold='5/3' must be I/K"):
+        seqbench.create_task("forecast:airpassengers", fold="5/3")
 
 
 @pytest.mark.parametrize("opts,match", [

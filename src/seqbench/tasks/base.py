@@ -179,3 +179,18 @@ class Task:
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:
             raise SeqbenchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+
+
+def parse_fold(fold, where) -> tuple[int, int] | str | None:
+    """A task's ``fold`` option: None (the task's own split), "all" (the refit on train+valid after
+    cross-validation), or 'I/K' -> (I, K): fold I (0..K-1) of K validates. ``where`` prefixes the error."""
+    if fold is None or fold == "all":
+        return fold
+    try:
+        i, k = (int(v) for v in str(fold).split("/"))
+    except ValueError:
+        i, k = -1, 0
+    if not (2 <= k <= 20 and 0 <= i < k):
+        raise SeqbenchError(f"{where}: fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, "
+                            "e.g. 0/5, or all (train on train+valid)")
+    return i, k

@@ -24,7 +24,7 @@ import torch
 from seqbench.data.files import _fail, _integral, load_file
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, split_target, step_mask
-from seqbench.tasks.base import Metric, Task
+from seqbench.tasks.base import Metric, Task, parse_fold
 from seqbench.tasks.forecast import WindowForecast
 from seqbench.tasks.language import TokenStream
 from seqbench.tasks.registry import register_task
@@ -172,7 +172,7 @@ class CustomForecast(WindowForecast):
         fold = opts.get("fold")
         self._setup(series, lookback or max(2 * season, min(24, len(series) // 5)), horizon, season,
                     fractions=fractions[:2] if fractions else (0.7, 0.15), transform=transform,
-                    fold=None if fold is None else "all" if fold == "all" else parse_fold(fold, path))
+                    fold=parse_fold(fold, path))
 
     def config(self) -> dict:
         return {"name": "custom", **self.opts, "lookback": self.lookback}
@@ -246,19 +246,6 @@ def normalize(xs: list[np.ndarray], fitted: dict) -> list[np.ndarray]:
         mean, std = np.asarray(fitted["mean"]), np.asarray(fitted["std"])
         return [(x - mean) / std for x in xs]
     return xs
-
-
-def parse_fold(fold, path) -> tuple[int, int]:
-    """'2/5' -> (2, 5): fold 2 of 5 is the validation split ('all', the refit on train+valid, is
-    taken before this)."""
-    try:
-        i, k = (int(v) for v in str(fold).split("/"))
-    except ValueError:
-        i, k = -1, 0
-    if not (2 <= k <= 20 and 0 <= i < k):
-        raise _fail(path, f"fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, e.g. 0/5, "
-                    "or all (train on train+valid)")
-    return i, k
 
 
 def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from seqbench.data import require
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ArrayTask
-from seqbench.tasks.base import Metric
+from seqbench.tasks.base import Metric, parse_fold
 from seqbench.tasks.registry import register_task
 from seqbench.utils import suggest
 
@@ -203,14 +203,16 @@ class Forecast(WindowForecast):
 
     listed_variants = tuple(SERIES)
 
-    def __init__(self, variant: str = "airpassengers", lookback: int | None = None, horizon: int | None = None):
+    def __init__(self, variant: str = "airpassengers", lookback: int | None = None, horizon: int | None = None,
+                 fold: str | None = None):
         super().__init__()
         if variant not in SERIES:
             raise SeqbenchError(f"unknown series {variant!r}{suggest(variant, list(SERIES))}; "
                                 f"choose one of: {', '.join(SERIES)}")
         load, season, lb, hz, self.source = SERIES[variant]
-        self.variant, self.name = variant, f"forecast:{variant}"
-        self._setup(load(), lookback or lb, horizon or hz, season)
+        self.variant, self.name, self.fold = variant, f"forecast:{variant}", fold
+        self._setup(load(), lookback or lb, horizon or hz, season, fold=parse_fold(fold, self.name))
 
     def config(self) -> dict:
-        return {"name": self.name, "lookback": self.lookback, "horizon": self.horizon}
+        return {"name": self.name, "lookback": self.lookback, "horizon": self.horizon,
+                **({"fold": self.fold} if self.fold is not None else {})}
