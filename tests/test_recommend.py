@@ -103,6 +103,27 @@ def test_kill_9_mid_search_then_rerun_retrains_nothing_finished(data, tmp_path):
     assert "trivial baseline" in done.stdout
 
 
+def test_a_search_whose_every_trial_fails_stops_and_says_why(data, tmp_path, monkeypatch):
+    """Code that breaks in the trial processes (here a plugin module that imports only in the process
+    that started the search): the search stops after a few failures in a row and answers with the
+    first error, instead of failing trials for the whole budget and saying only that none finished."""
+    import os
+
+    from seqbench.recommend.search import FAILURES_TO_STOP
+    (tmp_path / "fragile.py").write_text("import os\n"
+                                         "if os.getpid() != int(os.environ['SEQBENCH_TEST_PID']):\n"
+                                         "    raise ImportError('fragile: broken outside the first process')\n")
+    monkeypatch.setenv("SEQBENCH_TEST_PID", str(os.getpid()))
+    with pytest.raises(seqbench.SeqbenchError, match="every trial failed .*broken outside the first process"):
+        seqbench.recommend("custom", Limits(max_params=2_000), budget=120, models=["gru"], db=tmp_path / "r.db",
+                           max_epochs=1, progress=False, task_opts={"path": str(data)},
+                           imports=[str(tmp_path / "fragile.py")])
+    rows = trial_rows(tmp_path / "r.db")
+    failed = [r for r in rows if r["status"] == "failed"]  # (the rest: queued when it stopped, never run)
+    assert FAILURES_TO_STOP <= len(failed) <= FAILURES_TO_STOP + 2 and {r["status"] for r in rows} <= {"failed", "pending"}
+    assert len(rows) <= FAILURES_TO_STOP + 4
+
+
 def test_costs_from_the_target_device_are_used(data, tmp_path, capsys):
     costs = tmp_path / "costs.json"
     assert main(["profile", "--task", "custom", "--task-opt", f"path={data}", "--models", "gru", "--max-params", "2k",

@@ -157,6 +157,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
                        executor=executor, progress=progress, t_start=t_start)
         rows = search.ranked()
+        failed = [r for r in search.records.values() if r.get("state") == "FAIL" and r.get("error")]
+        if not rows and failed:
+            first = str(failed[0]["error"]).strip().splitlines()[-1][:300]
+            raise SeqbenchError(f"every trial failed ({len(failed)} tried); the first error: {first}")
         if not rows:
             raise SeqbenchError(f"no trial finished within the time budget {fmt_duration(budget_s)} (profiling "
                                 f"took {profile_s:.0f}s); give a longer --time-budget")

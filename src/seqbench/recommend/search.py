@@ -25,6 +25,7 @@ from seqbench.recommend.costs import Costs
 
 REDUCTION = 3              # successive halving keeps the best third at each rung
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
+FAILURES_TO_STOP = 8       # trials failed in a row, none finished: the search stops instead of burning its budget
 SHARE_OF_LEFT = 0.25       # while others run, a proposed trial's first rung may take at most this share of the time left
 
 
@@ -234,8 +235,11 @@ class Search:
                    disable=None if progress is None else not progress,
                    bar_format="{desc}: {n_fmt}/{total_fmt}s {bar} {postfix}")
         best: tuple[float, str] | None = None
+        failures = 0  # trials failed in a row
         try:
             while time.monotonic() < deadline:
+                if failures >= FAILURES_TO_STOP and best is None:
+                    break  # every trial fails (broken code or data): recommend reports the error
                 bar.n = min(total, total - int(deadline - time.monotonic()))
                 done = sum(r["state"] in ("COMPLETE", "PRUNED") for r in self.records.values())
                 bar.set_postfix_str(f"{done} trials done, {len(live)} running"
@@ -251,7 +255,9 @@ class Search:
                         self.study.tell(rec["trial"], state=optuna.trial.TrialState.FAIL)
                         rec.update(state="FAIL", error=error)
                         self.log(tid, live.pop(tid))
+                        failures += 1
                         continue
+                    failures = 0
                     took = time.monotonic() - rec["started"]
                     if took > 5:  # calibrate the time estimates on what trials really take
                         est = self.estimate(self.by_id[rec["params"]["candidate"]], rec["target"] - rec["reported"])
