@@ -111,7 +111,7 @@ def test_a_search_whose_every_trial_fails_stops_and_says_why(data, tmp_path, mon
 
     from seqbench.recommend.search import FAILURES_TO_STOP
     (tmp_path / "fragile.py").write_text("import os\n"
-                                         "if os.getpid() != int(os.environ['SEQBENCH_TEST_PID']):\n"
+                                         "if os.getpid() != int(os.environ.get('SEQBENCH_TEST_PID', -1)):\n"
                                          "    raise ImportError('fragile: broken outside the first process')\n")
     monkeypatch.setenv("SEQBENCH_TEST_PID", str(os.getpid()))
     with pytest.raises(seqbench.SeqbenchError, match="every trial failed .*broken outside the first process"):
