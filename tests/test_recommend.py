@@ -146,6 +146,8 @@ def test_profile_on_the_best_runtime_names_where_each_step_ran(data, tmp_path, c
     task = seqbench.create_task("custom", path=str(data))
     cands = [c for c in candidate_space(task, 20_000, ["tcn", "gru"]) if c.params == 2000]
     assert {k.step_runtime for k in measure_costs(task, cands, rounds=1, steps=2).values()} == {"numpy", "torch"}
+    on_numpy = measure_costs(task, cands, rounds=1, steps=2, runtime="numpy")  # the GRU has no NumPy engine
+    assert {c.model: k.step_runtime for c, k in on_numpy.items()} == {"tcn": "numpy", "gru": "torch"}
     costs = tmp_path / "costs.json"
     assert main(["profile", "--task", "custom", "--task-opt", f"path={data}", "--models", "tcn,gru", "--max-params",
                  "2k", "--runtime", "best", "--out", str(costs), "--no-progress"]) == 0

@@ -58,8 +58,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``.
     ``on_instant``, if given, is called with the portfolio's instant answer (``Instant``) before
     the full profile and any training. ``log`` (tensorboard | mlflow) tracks every trial.
-    ``runtime`` (auto | torch | numpy | onnxruntime) is where candidates' steps are timed: the
-    ranking under a latency limit depends on the runtime that will run the model."""
+    ``runtime`` (auto | torch | numpy | onnxruntime | best) is where candidates' steps are timed
+    (best: the faster of the own step and the onnxruntime export): the ranking under a latency
+    limit depends on the runtime that will run the model."""
     import seqbench
     from seqbench.data import require
     require("optuna", extra="search", why="seqbench recommend")  # before any work

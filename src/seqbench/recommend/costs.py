@@ -153,7 +153,7 @@ def _measure(task, candidates: list[Candidate], batch: int, rounds: int, steps: 
             step = step_runner(model, task, batch, rt, tmp)
             for _ in range(5):  # warm up
                 step()
-            steps_on[_runtime_name(model, task, batch, rt)] = (step, [])
+            steps_on[_runtime_name(model, batch, rt)] = (step, [])
         built[cand] = (steps_on, count_params(model), model.describe(), min(seq_times) * 1e3, mem,
                        min(train_times) * 1e3)
     _time_rounds(built, list(built), rounds, steps)
@@ -180,13 +180,13 @@ def _runtimes(model, runtime: str) -> list[str]:
     return ["auto", "onnxruntime"] if exportable and importlib.util.find_spec("onnxruntime") else ["auto"]
 
 
-def _runtime_name(model, task, batch: int, runtime: str) -> str:
-    """What actually ran the step: the engine "auto" picks for this model, or the runtime named."""
-    if runtime != "auto":
+def _runtime_name(model, batch: int, runtime: str) -> str:
+    """What actually ran the step: onnxruntime, or the engine the model's own step used for this
+    runtime (NumPy where its step is torch-free, the model's hook; a model without a NumPy engine
+    runs torch even when "numpy" was asked)."""
+    if runtime == "onnxruntime":
         return runtime
-    state = model.init_state(batch)
-    on_numpy = state.get("numpy") if isinstance(state, dict) else getattr(state, "numpy", None)
-    return "numpy" if on_numpy is True else "torch"  # (a tensor state's .numpy is a method)
+    return "numpy" if model._step_is_torch_free(model.init_state(batch, engine=runtime)) else "torch"
 
 
 def _fastest(steps_on: dict) -> tuple[str, float]:
