@@ -287,6 +287,33 @@ def test_the_default_first_and_cross_validation_on_a_small_validation_split(data
     if rec.winner is not None and rec.winner.refit:  # when the budget left room for it
         cfg = json.loads((Path(rec.winner.run_dir) / "config.json").read_text())
         assert cfg["task"]["fold"] == "all" and "retrained on all of train+valid" in rec.explanation
+        # no validation left to stop it: the refit trains as long as its folds' best epochs, on average
+        prefix = Path(rec.winner.run_dir).name.removesuffix("-refit")
+        best = []
+        for f in range(5):
+            hist = [json.loads(line) for line in (tmp_path / "r.db.runs" / f"{prefix}-fold{f}of5" / "history.jsonl")
+                    .read_text().splitlines()]
+            best.append(max(hist, key=lambda h: (h["valid_accuracy"], -h["epoch"]))["epoch"])
+        assert cfg["train"]["epochs"] == rec.winner.epochs == max(1, round(np.mean(best)))
+
+
+def test_training_length_grows_with_the_budget(data):
+    """The last rung is the task's epochs times the largest power of 3 (at most 81) that the default
+    first try can train within its share of the budget; cross-validation, training ~21 models,
+    leaves each a smaller share. Costs as a target device measured them."""
+    from seqbench.recommend import Costs, _max_epochs
+    from seqbench.recommend.search import MAX_GROWTH, grown_epochs
+    assert [grown_epochs(10, 0.1, s) for s in (1.0, 3.01, 8.9, 9.01, 1e9)] == [10, 30, 30, 90, 10 * MAX_GROWTH]
+    task = seqbench.create_task("custom", path=str(data))
+    cands = candidate_space(task, 20_000, ["tcn", "gru"])
+    cost_of = {c: Costs(params=c.params, shape="", step_ms=0.1, seq_ms=1.0, mem_mb=1.0, train_step_ms=5.0 * c.params / 1e3)
+               for c in cands}
+    base = _max_epochs(task, cands, cost_of, 1.0, use_cv=False)
+    assert base == task.recommended["epochs"] or base * np.ceil(task.num_samples("train") / 32) >= 200
+    lengths = [_max_epochs(task, cands, cost_of, b, use_cv=False) for b in (60, 600, 3600, 36000)]
+    assert lengths == sorted(lengths) and lengths[-1] > lengths[0] >= base
+    assert all(n // base in (1, 3, 9, 27, 81) for n in lengths)
+    assert _max_epochs(task, cands, cost_of, 3600, use_cv=True) < _max_epochs(task, cands, cost_of, 3600, use_cv=False)
 
 
 def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):

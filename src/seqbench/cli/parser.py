@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--executor", default="local", help="where trials run: local (default) or ray")
     rc.add_argument("--workers", type=int, help="trials at once (default: CPU cores, one thread each)")
     rc.add_argument("--costs", help="costs measured on the target device by `seqbench profile` (JSON)")
-    rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's)")
+    rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's, longer as the budget allows)")
     rc.add_argument("--device", default="cpu", help="where trials train: cpu (default) | auto | cuda | mps")
     rc.add_argument("--log", choices=["tensorboard", "mlflow"], help="track every trial in tensorboard | mlflow")
     rc.set_defaults(func=cmd_recommend)

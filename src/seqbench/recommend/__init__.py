@@ -14,8 +14,8 @@ time budget to decide.
    ``costs.json`` measured on the target device (``seqbench profile``). A candidate over a limit
    never trains; the answer lists it with the number that excluded it.
 3. **Search** (Optuna, ask-and-tell): a TPE sampler proposes a candidate, learning rate and
-   dropout; successive halving on epochs (rungs r, 3r, 9r) stops the unpromising early and
-   resumes the promising from their checkpoints. Trials are ordinary sweep trials in the same
+   dropout; successive halving on epochs (rungs r, 3r, 9r; 9r grows with the budget,
+   ``_max_epochs``) stops the unpromising early and resumes the promising from their checkpoints. Trials are ordinary sweep trials in the same
    SQLite store, run by the same executors (local processes or Ray), so a killed search, rerun,
    reuses every finished trial and resumes interrupted ones. Selection is on the validation split.
 4. **The answer**: ranked candidates, the winner's test metric (the only use of test), the
@@ -39,12 +39,15 @@ from seqbench.recommend.candidates import Candidate, Limits, candidate_space, ex
 from seqbench.recommend.instant import Instant, instant_answer, print_instant  # noqa: F401
 from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, read_costs, write_costs  # noqa: F401
 from seqbench.recommend import records
-from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, parse_duration  # noqa: F401
+from seqbench.recommend.search import (TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, default_candidate,  # noqa: F401
+                                       epoch_seconds, grown_epochs, parse_duration)
 
 CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
 CV_FOLDS = 5
 PORTFOLIO_FIRST = 3  # the portfolio's configurations trained first, after the default
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
+GROW_SHARE = 0.15  # of the budget, the most the default first try's full training grows to (see _max_epochs)
+CV_SHARE = 0.35  # of the time left after profiling, kept for cross-validating the best and the refit
 
 
 def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *, models: list[str] | None = None,
@@ -92,11 +95,6 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     check_workers(workers, None)
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
         raise SeqbenchError(f"max_epochs must be a positive integer, got {max_epochs!r}")
-    if max_epochs is None:  # the task's epochs, but at least MIN_STEPS optimizer steps on a tiny set
-        per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
-        max_epochs = max(int(task.recommended.get("epochs", 10)), math.ceil(MIN_STEPS / per_epoch))
-    rungs = _rungs(max_epochs)
-
     # 1-2: candidates and their costs, before anything trains
     candidates = candidate_space(task, limits.max_params, models)
     from seqbench.recommend.properties import try_measure
@@ -111,6 +109,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                                         "faster kept)"}.get(runtime, f", steps timed on {runtime}")
     excluded = exclusions(cost_of, limits)
     allowed = [c for c in candidates if c not in excluded]
+    from seqbench.tasks.registry import get_task_entry
+    use_cv = task.num_samples("valid") < CV_BELOW and "fold" in get_task_entry(task_name).option_names()
     if not allowed and all(not math.isfinite(k.train_step_ms) for k in cost_of.values()):
         raise SeqbenchError(next(iter(cost_of.values())).shape.removeprefix("does not fit: "))
     if not allowed:
@@ -121,6 +121,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                             f"{fastest[1].step_ms:.3g} ms, the least memory {lightest[1].mem_mb:.3g} MB "
                             f"({lightest[0].id}), the fewest parameters {fewest[1].params:,} ({fewest[0].id}), "
                             f"at --batch {limits.batch}; relax --max-step-ms / --max-memory-mb / --max-params")
+
+    if max_epochs is None:
+        max_epochs = _max_epochs(task, allowed, cost_of, budget_s, use_cv)
+    rungs = _rungs(max_epochs)
 
     # the portfolio's order for data like this (the instant answer), trained right after the default
     from seqbench.recommend.instant import answer_from, portfolio_order
@@ -151,9 +155,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                                 f"--time-budget {fmt_duration(max(60.0, 3 * (profile_s + quickest)))} or more")
         t_search = time.monotonic()
         confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
-        from seqbench.tasks.registry import get_task_entry
-        use_cv = task.num_samples("valid") < CV_BELOW and "fold" in get_task_entry(task_name).option_names()
-        cv_share = 0.35 if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
+        cv_share = CV_SHARE if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
             search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
                        executor=executor, progress=progress, t_start=t_start)
@@ -247,6 +249,20 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     if out is not None:
         write_answer(rec, out)
     return rec
+
+
+def _max_epochs(task, allowed: list[Candidate], cost_of: dict, budget_s: float, use_cv: bool) -> int:
+    """How long a candidate trains at most (the last rung): the task's epochs, at least MIN_STEPS
+    optimizer steps on a tiny set, and longer as the budget allows (``grown_epochs``): the default
+    first try, trained to the end, may take GROW_SHARE of the budget; with cross-validation, each
+    of the ~21 trainings it runs (the best three and the default on each fold, and the refit) an
+    equal part of CV's share. A resumed search, with the same budget and cached costs, gets the
+    same length."""
+    per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
+    base = max(int(task.recommended.get("epochs", 10)), math.ceil(MIN_STEPS / per_epoch))
+    ref = default_candidate(allowed) or max(allowed, key=lambda c: cost_of[c].train_step_ms)
+    share = CV_SHARE / (4 * CV_FOLDS + 1) if use_cv else GROW_SHARE
+    return grown_epochs(base, epoch_seconds(task, cost_of[ref]), share * budget_s)
 
 
 def _noise(task, rows: list[Ranked]) -> tuple[float | None, str]:

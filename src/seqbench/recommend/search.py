@@ -27,6 +27,7 @@ REDUCTION = 3              # successive halving keeps the best third at each run
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
 FAILURES_TO_STOP = 8       # trials failed in a row, none finished: the search stops instead of burning its budget
 SHARE_OF_LEFT = 0.25       # while others run, a proposed trial's first rung may take at most this share of the time left
+MAX_GROWTH = REDUCTION ** 4  # training length grows with the budget up to this many times the task's epochs
 
 
 def parse_duration(text: str | float | int, allow_zero: bool = False) -> float:
@@ -42,6 +43,35 @@ def parse_duration(text: str | float | int, allow_zero: bool = False) -> float:
         raise SeqbenchError(f"the time budget must be positive, got {text!r} (0 gives the instant answer only: "
                             "seqbench recommend --time-budget 0, or seqbench.recommend.instant_answer)")
     return value
+
+def epoch_seconds(task, cost: Costs) -> float:
+    """Seconds for one epoch of a candidate with ``cost`` on ``task``: its training steps and the
+    validation pass (profile costs on one thread, before any calibration on real runs)."""
+    steps = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
+    return (steps * cost.train_step_ms + task.num_samples("valid") * cost.seq_ms / 4) / 1e3
+
+
+def grown_epochs(base: int, per_epoch_s: float, seconds: float) -> int:
+    """Training length that grows with the budget: ``base`` epochs times the largest power of
+    REDUCTION (up to MAX_GROWTH) whose training takes at most ``seconds`` at ``per_epoch_s``.
+    Powers of REDUCTION keep the rungs aligned, and a budget maps to one length, so a rerun
+    resumes the same search."""
+    growth = 1
+    while growth < MAX_GROWTH and base * growth * REDUCTION * per_epoch_s <= seconds:
+        growth *= REDUCTION
+    return base * growth
+
+
+def default_candidate(allowed: list[Candidate]) -> Candidate | None:
+    """What an expert would try first: the largest allowed candidate of the model the registry
+    marks as the default choice (``SeqModel.default_choice``), at its first search shape."""
+    from seqbench.models.registry import get_model_entry
+    pool = [c for c in allowed if get_model_entry(c.model).cls.default_choice]
+    if not pool:
+        return None
+    top = max(c.params for c in pool)
+    return next(c for c in pool if c.params == top)  # the grid lists a size's shapes in search_shapes order
+
 
 def _rungs(max_epochs: int) -> list[int]:
     r = max(1, round(max_epochs / REDUCTION ** 2))
@@ -81,7 +111,6 @@ class Search:
         self.allowed, self.cost_of, self.by_id = allowed, spec.cost_of, {c.id: c for c in allowed}
         self.search_id, self.db = spec.search_id, spec.db
         self.metric = task.metric
-        self.steps_per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
         self.calibration, self.overhead = 1.0, spec.overhead
         self.store = Store(spec.db)
         direction = "maximize" if task.metric.higher_is_better else "minimize"
@@ -159,13 +188,8 @@ class Search:
         """The default configuration: the largest allowed candidate of the model the registry marks
         as the default choice (``SeqModel.default_choice``), at its first search shape, with the
         task's learning rate and the model's default dropout. None if no such candidate is allowed."""
-        from seqbench.models.registry import get_model_entry
-        pool = [c for c in self.allowed if get_model_entry(c.model).cls.default_choice]
-        if not pool:
-            return None
-        top = max(c.params for c in pool)
-        c = next(c for c in pool if c.params == top)  # the grid lists a size's shapes in search_shapes order
-        return {"candidate": c.id, "lr": self.task_lr(), "dropout": 0.0}
+        c = default_candidate(self.allowed)
+        return None if c is None else {"candidate": c.id, "lr": self.task_lr(), "dropout": 0.0}
 
     def task_lr(self) -> float:
         """The task's learning rate, within the search's range."""
@@ -177,9 +201,7 @@ class Search:
 
     def estimate(self, c: Candidate, epochs: int) -> float:
         """Seconds for ``epochs`` more epochs of ``c`` on one thread (profile costs, calibrated on runs)."""
-        k = self.cost_of[c]
-        per_epoch = (self.steps_per_epoch * k.train_step_ms + self.task.num_samples("valid") * k.seq_ms / 4) / 1e3
-        return self.overhead + per_epoch * epochs * self.calibration
+        return self.overhead + epoch_seconds(self.task, self.cost_of[c]) * epochs * self.calibration
 
     def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | str | None = None) -> dict:
         """The sweep trial of a configuration (seed ``s``; ``fold`` (i, k): fold i of k as validation;
@@ -348,15 +370,31 @@ class Search:
         return sorted(out, key=lambda r: (-r.valid if hib else r.valid, -r.epochs))
 
     def refit(self, r: Ranked, deadline: float, workers: int | None, executor: str) -> Ranked | None:
-        """The cross-validated winner trained again on all of train+valid (``fold=all``), as far as
-        it went; the refitted row (its run directory), or None if it did not finish by ``deadline``."""
-        t = self.trial(_params(r), r.epochs, 0, "all")
+        """The cross-validated winner trained again on all of train+valid (``fold=all``): with no
+        validation left to pick its epoch, for as many epochs as its folds' best validation scores
+        came after on average (``refit_epochs``); the refitted row (its run directory), or None if
+        it did not finish by ``deadline``."""
+        epochs = self.refit_epochs(r)
+        t = self.trial(_params(r), epochs, 0, "all")
         self._train_all([t], deadline, workers, executor)
         row = self.store.row(t["key"])
         if row is None or row["status"] != "done":
             return None
         run = Path(f"{Path(self.db).resolve()}.runs") / t["run"]
-        return dataclasses.replace(r, run_dir=str(run), train_time=_train_time(run), refit=True)
+        return dataclasses.replace(r, run_dir=str(run), train_time=_train_time(run), refit=True, epochs=epochs)
+
+    def refit_epochs(self, r: Ranked) -> int:
+        """The mean over ``r``'s cross-validation folds of the epoch with the best validation score
+        (``r.epochs`` where the folds' histories are missing)."""
+        best = []
+        for f in range(r.cv_folds):
+            row = self.store.row(self.trial(_params(r), r.epochs, 0, (f, r.cv_folds))["key"])
+            hist = json.loads(row["history"] or "[]") if row is not None else []
+            scores = [(h[f"valid_{self.metric.name}"], h["epoch"]) for h in hist if f"valid_{self.metric.name}" in h]
+            if scores:
+                pick = max if self.metric.higher_is_better else min
+                best.append(pick(scores, key=lambda v: v[0])[1])
+        return max(1, round(statistics.fmean(best))) if len(best) == r.cv_folds and best else r.epochs
 
     def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
         """Run every trial not yet done in the store, until they end or ``deadline``."""
