@@ -39,12 +39,12 @@ from seqbench.recommend.candidates import Candidate, Limits, candidate_space, ex
 from seqbench.recommend.instant import Instant, instant_answer, print_instant  # noqa: F401
 from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, read_costs, write_costs  # noqa: F401
 from seqbench.recommend import records
+from seqbench.recommend.portfolio import PORTFOLIO_FIRST
 from seqbench.recommend.search import (TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, default_candidate,  # noqa: F401
                                        epoch_seconds, grown_epochs, parse_duration)
 
 CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
 CV_FOLDS = 5
-PORTFOLIO_FIRST = 3  # the portfolio's configurations trained first, after the default
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 GROW_SHARE = 0.15  # of the budget, the most the default first try's full training grows to (see _max_epochs)
 CV_SHARE = 0.35  # of the time left after profiling, kept for cross-validating the best and the refit

@@ -30,6 +30,7 @@ PORTFOLIO = Path(__file__).with_name("portfolio.json")
 SIZES = (5_000, 20_000)
 DEFAULT_SIZE = 100_000     # the default first try's size (the top of recommend's default size grid)
 NEIGHBOURS = 5
+PORTFOLIO_FIRST = 5        # the portfolio's configurations recommend trains right after the default
 
 
 def config_id(model: str, shape: int, size: int) -> str:
@@ -156,7 +157,7 @@ class Portfolio:
         return out
 
 
-def leave_one_out(portfolio: Portfolio, first: int = 3) -> list[dict[str, Any]]:
+def leave_one_out(portfolio: Portfolio, first: int = PORTFOLIO_FIRST) -> list[dict[str, Any]]:
     """For each set: the portfolio built without it, used on it. ``instant``: the test score of its
     first configuration; ``top``: of what recommend's first trials choose (the default first try
     and the portfolio's first ``first``, the best on validation, the default kept unless another is
