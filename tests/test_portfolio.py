@@ -67,6 +67,24 @@ def test_configurations_map_to_candidates_above_the_embedding(tmp_path):
     assert match("lstm#0@5K", allowed, task) is None  # not among the models allowed
 
 
+def test_the_portfolio_is_trained_by_expected_gain_over_the_default_per_second():
+    """`b` closes more of the gap than the default `d` on the nearer set and `c` more on both, but
+    `c` costs 10x the time: per second, `b` goes first. `a` never beats `d`: no expected gain, last."""
+    from seqbench.recommend import Costs, _first
+    from seqbench.recommend.portfolio import expected_gains
+    sets = [_set("n1", "classification", 100, {"d": 0.5, "a": 0.4, "b": 0.8, "c": 0.9}),
+            _set("n2", "classification", 400, {"d": 0.6, "a": 0.2, "b": 0.6, "c": 1.0})]
+    near = Portfolio(sets, ["d", "a", "b", "c"], {}).neighbours(sets[0]["props"], k=2)
+    gains = expected_gains(near, ["a", "b", "c"], "d")
+    assert gains["a"] == 0 and 0 < gains["b"] < gains["c"]
+    task = seqbench.create_task("smnist:digits")
+    cands = candidate_space(task, 20_000, ["gru"])[:3]
+    cost = lambda ms: Costs(params=1, shape="", step_ms=0.1, seq_ms=0.0, mem_mb=1.0, train_step_ms=ms)  # noqa: E731
+    head = [("a", cands[0], 0.0), ("c", cands[1], 0.0), ("b", cands[2], 0.0)]
+    cost_of = {cands[0]: cost(1.0), cands[1]: cost(100.0), cands[2]: cost(10.0)}
+    assert _first(task, head, near, cost_of, 1, 0.0, base="d") == (cands[2].id, cands[1].id, cands[0].id)
+
+
 def test_the_search_trains_the_default_then_the_portfolio_first(tmp_path):
     from seqbench.recommend import Search, SearchSpec
     task = seqbench.create_task("smnist:digits")

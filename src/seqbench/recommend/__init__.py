@@ -140,7 +140,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                       rungs=tuple(rungs), db=str(db), seed=seed, overhead=TRIAL_OVERHEAD_S + task_load_s,
                       search_id=hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12],
                       imports=tuple(imports or ()), device=str(resolve_device(device)) if device != "cpu" else "cpu",
-                      first=tuple(c.id for _, c, _ in ordered[:PORTFOLIO_FIRST]), log=log)
+                      first=_first(task, ordered[:PORTFOLIO_FIRST], near, cost_of, rungs[0], task_load_s), log=log)
     search = Search(spec, task)
     from seqbench.recommend.baselines import nondeep_baseline
     nondeep = nondeep_baseline(task, max_s=0.1 * budget_s)  # within the budget: its time counts like profiling's
@@ -263,6 +263,18 @@ def _max_epochs(task, allowed: list[Candidate], cost_of: dict, budget_s: float, 
     ref = default_candidate(allowed) or max(allowed, key=lambda c: cost_of[c].train_step_ms)
     share = CV_SHARE / (4 * CV_FOLDS + 1) if use_cv else GROW_SHARE
     return grown_epochs(base, epoch_seconds(task, cost_of[ref]), share * budget_s)
+
+
+def _first(task, head: list, near: list, cost_of: dict, first_rung: int, load_s: float,
+           base: str | None = None) -> tuple[str, ...]:
+    """The portfolio's picks in the order to train them after the default: by expected gain over
+    the default (on the nearest corpus sets) per second of their first rung, so a short budget
+    spends itself on the likeliest improvements that are also cheap; the portfolio's order breaks
+    ties. ``base``: the default's configuration (the registry's default choice if not given)."""
+    from seqbench.recommend.portfolio import default_config, expected_gains
+    gains = expected_gains(near, [cfg for cfg, _, _ in head], base or default_config())
+    secs = {c: TRIAL_OVERHEAD_S + load_s + epoch_seconds(task, cost_of[c]) * first_rung for _, c, _ in head}
+    return tuple(c.id for cfg, c, _ in sorted(head, key=lambda x: -gains[x[0]] / secs[x[1]]))
 
 
 def _noise(task, rows: list[Ranked]) -> tuple[float | None, str]:
