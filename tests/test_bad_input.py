@@ -96,6 +96,7 @@ CASES = [
     (REC + ["--max-memory-mb", "0"], r"max_memory_mb must be a positive number"),
     (REC + ["--repeats", "0"], r"seeds must be a positive integer"),
     (REC + ["--max-epochs", "0"], r"max_epochs must be a positive integer"),
+    (REC + ["--max-trials", "0"], r"max_trials must be a positive integer"),
     (REC + ["--workers", "0"], r"--workers must be a positive integer"),
     (REC + ["--executor", "slurm"], r"unknown executor 'slurm'"),
     (REC + ["--costs", "{d}/missing.json"], r"is not a seqbench costs file"),

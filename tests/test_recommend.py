@@ -187,7 +187,7 @@ def test_noise_labels_recommend_the_trivial_baseline(tmp_path):
     path.write_text("series,step,a,label\n" + "".join(f"{s},{t},{rng.normal():.3f},{labels[s]}\n"
                                                      for s in range(400) for t in range(6)))
     rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=30, models=["gru"], db=tmp_path / "r.db",
-                             max_epochs=3, progress=False, task_opts={"path": str(path)})
+                             max_epochs=3, max_trials=6, progress=False, task_opts={"path": str(path)})
     assert rec.ranked, "trials should have run"
     assert rec.winner is None and rec.test == {}
     assert "No candidate beat the trivial baseline" in rec.explanation
@@ -205,7 +205,7 @@ def test_recommend_on_the_ray_executor(tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru", "tcn"],
-                                 db=tmp_path / "r.db", executor="ray", max_epochs=1, progress=False,
+                                 db=tmp_path / "r.db", executor="ray", max_epochs=1, max_trials=4, progress=False,
                                  task_opts={"path": str(path)})
     finally:
         ray.shutdown()
@@ -271,7 +271,8 @@ def test_the_default_first_and_cross_validation_on_a_small_validation_split(data
     90 sequences leave 14 for validation, so the best configurations are compared by 5-fold
     cross-validation on train+valid (test untouched), and the noise is that of the fold mean."""
     rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["tcn", "gru"],
-                             db=tmp_path / "r.db", max_epochs=2, progress=False, task_opts={"path": str(data)})
+                             db=tmp_path / "r.db", max_epochs=2, max_trials=6, progress=False,
+                             task_opts={"path": str(data)})
     default = [r for r in rec.ranked if r.default]  # once: cross-validated if it was among the best
     assert len(default) == 1 and default[0].epochs == 2 and default[0].candidate.startswith("tcn(k=7")
     cv = [r for r in rec.ranked if r.cv_folds]
@@ -324,8 +325,9 @@ def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):
     (tmp_path / "s.csv").write_text("value\n" + "\n".join(f"{v:.4f}" for v in y) + "\n")
     opts = {"path": str(tmp_path / "s.csv"), "kind": "forecast", "lookback": 24, "horizon": 3, "season": 12}
     rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru"], db=tmp_path / "r.db",
-                             max_epochs=1, progress=False, task_opts=opts)
+                             max_epochs=1, max_trials=6, progress=False, task_opts=opts)
     assert rec.metric == "mae" and all(r.epochs >= 1 for r in rec.ranked)
+    assert len(trial_rows(tmp_path / "r.db")) <= 6 + 5 * 3 + 1  # the search's 6, CV's folds of the best 3, the refit
     cv = [r for r in rec.ranked if r.cv_folds]
     assert cv and rec.ranked[:len(cv)] == cv and all(r.cv_folds == 5 for r in cv)
     folds = [seqbench.create_task("custom", **opts, fold=f"{i}/5").trivial_on("valid") for i in range(5)]

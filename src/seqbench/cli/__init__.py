@@ -285,7 +285,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     rec = recommend(args.task, _limits(args), budget, on_instant=show, models=_csv(args.models) or None, seeds=repeats,
                     db=args.db, out=args.out, executor=args.executor, workers=args.workers, costs=args.costs,
-                    max_epochs=args.max_epochs, progress=False if args.no_progress else None,
+                    max_epochs=args.max_epochs, max_trials=args.max_trials, progress=False if args.no_progress else None,
                     task_opts=task_opts, imports=imports, device=args.device, log=args.log, runtime=args.runtime)
     print_recommendation(rec)
     return 0

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--workers", type=int, help="trials at once (default: CPU cores, one thread each)")
     rc.add_argument("--costs", help="costs measured on the target device by `seqbench profile` (JSON)")
     rc.add_argument("--max-epochs", type=int, help="epochs of a fully trained candidate (default: the task's, longer as the budget allows)")
+    rc.add_argument("--max-trials", type=int, help="stop the search after this many configurations (default: "
+                    "as many as the time budget allows)")
     rc.add_argument("--device", default="cpu", help="where trials train: cpu (default) | auto | cuda | mps")
     rc.add_argument("--log", choices=["tensorboard", "mlflow"], help="track every trial in tensorboard | mlflow")
     rc.set_defaults(func=cmd_recommend)

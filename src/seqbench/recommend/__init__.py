@@ -56,11 +56,13 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
               max_epochs: int | None = None, seed: int = 0, progress: bool | None = None,
               task_name: str | None = None, task_opts: dict | None = None,
               imports: list[str] | None = None, device: str = "cpu", on_instant=None,
-              log: str | None = None, runtime: str = "auto") -> Recommendation:
+              log: str | None = None, runtime: str = "auto", max_trials: int | None = None) -> Recommendation:
     """Search the zoo for ``task`` under ``limits`` within ``budget`` (seconds or '5m'); see the
     module docstring. ``task`` is a name (with ``task_opts``) or a Task built by ``create_task``.
     ``on_instant``, if given, is called with the portfolio's instant answer (``Instant``) before
     the full profile and any training. ``log`` (tensorboard | mlflow) tracks every trial.
+    ``max_trials``: stop the search after this many configurations (the time budget still bounds
+    it; a rerun with a larger number continues the same search).
     ``runtime`` (auto | torch | numpy | onnxruntime | best) is where candidates' steps are timed
     (best: the faster of the own step and the onnxruntime export): the ranking under a latency
     limit depends on the runtime that will run the model."""
@@ -95,6 +97,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     check_workers(workers, None)
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
         raise SeqbenchError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+    if max_trials is not None and (not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1):
+        raise SeqbenchError(f"max_trials must be a positive integer, got {max_trials!r}")
     # 1-2: candidates and their costs, before anything trains
     candidates = candidate_space(task, limits.max_params, models)
     from seqbench.recommend.properties import try_measure
@@ -158,7 +162,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         cv_share = CV_SHARE if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
             search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
-                       executor=executor, progress=progress, t_start=t_start)
+                       executor=executor, progress=progress, t_start=t_start, max_trials=max_trials)
         rows = search.ranked()
         failed = [r for r in search.records.values() if r.get("state") == "FAIL" and r.get("error")]
         if not rows and failed:
@@ -201,7 +205,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         tried = {rec["params"]["candidate"] for rec in search.records.values()}
         never = [c for c in allowed if c.id not in tried]
         untried = ""
-        if never:  # say so, and what budget would give each a first rung
+        if never and max_trials is not None and len(search.records) >= max_trials:
+            untried = (f"{len(never)} of {len(allowed)} candidates within the limits were never trained: the search "
+                       f"stopped at --max-trials {max_trials}.")
+        elif never:  # say so, and what budget would give each a first rung
             import os
             more = sum(search.estimate(c, rungs[0]) for c in never) / max(1, workers or os.cpu_count() or 1)
             untried = (f"{len(never)} of {len(allowed)} candidates within the limits were never trained in "

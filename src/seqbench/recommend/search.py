@@ -240,7 +240,11 @@ class Search:
             self.reused.append((t, None, "held by another search on the same database"))
         self.by_key[t["key"]] = tid
 
-    def run(self, deadline: float, workers: int | None, executor: str, progress: bool | None, t_start: float) -> None:
+    def run(self, deadline: float, workers: int | None, executor: str, progress: bool | None, t_start: float,
+            max_trials: int | None = None) -> None:
+        """Propose, train and promote trials until ``deadline``, or until ``max_trials``
+        configurations (those of an earlier run of this search included) have been tried and the
+        last of them has ended."""
         from tqdm.auto import tqdm
 
         from seqbench.bench.runner import Driver
@@ -258,6 +262,7 @@ class Search:
                    bar_format="{desc}: {n_fmt}/{total_fmt}s {bar} {postfix}")
         best: tuple[float, str] | None = None
         failures = 0  # trials failed in a row
+        tried = len(self.records)
         try:
             while time.monotonic() < deadline:
                 if failures >= FAILURES_TO_STOP and best is None:
@@ -319,6 +324,8 @@ class Search:
                         continue
                     if all(self.estimate(c, rungs[0]) > left for c in self.allowed) or asks >= 20:
                         break
+                    if max_trials is not None and tried >= max_trials:
+                        break
                     asks += 1
                     trial = self.study.ask(self.dists)
                     params = {k: trial.params[k] for k in self.dists}
@@ -332,10 +339,13 @@ class Search:
                         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # a duplicate, or too long now
                         continue
                     live[tid] = {"trial": trial, "params": params, "reported": 0, "values": {}, "state": "RUNNING"}
+                    tried += 1
                     self.log(tid, live[tid])
                     self._start(tid, live[tid], rungs[0])
                 if not live and all(self.estimate(c, rungs[0]) > deadline - time.monotonic() for c in self.allowed):
                     break  # nothing runs and nothing more fits
+                if not live and max_trials is not None and tried >= max_trials:
+                    break  # as many configurations as asked for, all ended
                 time.sleep(0.05)
             for tid, rec in live.items():  # out of time: a trial keeps the score of its last finished rung
                 if rec.get("value") is not None:
