@@ -15,8 +15,8 @@ time budget to decide.
    never trains; the answer lists it with the number that excluded it.
 3. **Search** (Optuna, ask-and-tell): a TPE sampler proposes a candidate, learning rate and
    dropout; successive halving on epochs (rungs r, 3r, 9r; 9r grows with the budget,
-   ``_max_epochs``) stops the unpromising early and resumes the promising from their checkpoints. Trials are ordinary sweep trials in the same
-   SQLite store, run by the same executors (local processes or Ray), so a killed search, rerun,
+   ``_max_epochs``) stops the unpromising early and resumes the promising from their
+   checkpoints. Trials are ordinary sweep trials in the same SQLite store, run by the same executors (local processes or Ray), so a killed search, rerun,
    reuses every finished trial and resumes interrupted ones. Selection is on the validation split.
 4. **The answer**: ranked candidates, the winner's test metric (the only use of test), the
    trivial baseline (the winner must beat it on valid, else the baseline is recommended), ties
@@ -45,6 +45,7 @@ from seqbench.recommend.search import (TRIAL_OVERHEAD_S, Search, SearchSpec, _ru
 
 CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
 CV_FOLDS = 5
+CV_TOP = 3      # the best configurations cross-validated (beside the default)
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 GROW_SHARE = 0.15  # of the budget, the most the default first try's full training grows to (see _max_epochs)
 CV_SHARE = 0.35  # of the time left after profiling, kept for cross-validating the best and the refit
@@ -177,7 +178,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             rows = search.ranked(seeds)
         if use_cv:  # few validation sequences: the best configurations are compared by k-fold CV instead
             from seqbench.recommend.answer import best_per_candidate
-            top = best_per_candidate(rows)[:3]
+            top = best_per_candidate(rows)[:CV_TOP]
             pool = top + [r for r in rows if r.default and r not in top]
             cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining * 0.95, workers=workers,
                                             executor=executor)
@@ -268,7 +269,7 @@ def _max_epochs(task, allowed: list[Candidate], cost_of: dict, budget_s: float, 
     per_epoch = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
     base = max(int(task.recommended.get("epochs", 10)), math.ceil(MIN_STEPS / per_epoch))
     ref = default_candidate(allowed) or max(allowed, key=lambda c: cost_of[c].train_step_ms)
-    share = CV_SHARE / (4 * CV_FOLDS + 1) if use_cv else GROW_SHARE
+    share = CV_SHARE / ((CV_TOP + 1) * CV_FOLDS + 1) if use_cv else GROW_SHARE
     return grown_epochs(base, epoch_seconds(task, cost_of[ref]), share * budget_s)
 
 
