@@ -16,8 +16,9 @@ time budget to decide.
 3. **Search** (Optuna, ask-and-tell): a TPE sampler proposes a candidate, learning rate and
    dropout; successive halving on epochs (rungs r, 3r, 9r; 9r grows with the budget,
    ``_max_epochs``) stops the unpromising early and resumes the promising from their
-   checkpoints. Trials are ordinary sweep trials in the same SQLite store, run by the same executors (local processes or Ray), so a killed search, rerun,
-   reuses every finished trial and resumes interrupted ones. Selection is on the validation split.
+   checkpoints. Trials are ordinary sweep trials in the same SQLite store, run by the same
+   executors (local processes or Ray), so a killed search, rerun, reuses every finished trial
+   and resumes interrupted ones. Selection is on the validation split.
 4. **The answer**: ranked candidates, the winner's test metric (the only use of test), the
    trivial baseline (the winner must beat it on valid, else the baseline is recommended), ties
    within noise resolved toward the cheaper step, a Pareto plot, and the winner as a run directory."""
