@@ -54,6 +54,26 @@ def test_tsc_gunpoint_znormalized():
     assert t.sizes["train"] + t.sizes["valid"] == 50 and t.sizes["test"] == 150
 
 
+def test_tsc_folds_partition_the_archive_train_per_class():
+    """fold=I/K: K stratified folds of the archive's train part, each validating once (each class
+    dealt evenly over the folds), the test part untouched; fold=all trains on all of train."""
+    plain = seqbench.create_task("tsc:BasicMotions")
+    k = 5
+    folds = [seqbench.create_task("tsc:BasicMotions", fold=f"{i}/{k}") for i in range(k)]
+    n = plain.num_samples("train") + plain.num_samples("valid")
+    valid = [f.data["valid"][0] for f in folds]
+    assert sum(len(v) for v in valid) == n and all(f.num_samples("train") + len(v) == n for f, v in zip(folds, valid))
+    pool = np.concatenate([plain.data["train"][0], plain.data["valid"][0]])
+    assert sorted(map(bytes, np.concatenate(valid))) == sorted(map(bytes, pool))  # each sequence validates once
+    per_class = np.array([np.bincount(f.data["valid"][1], minlength=plain.num_classes) for f in folds])
+    assert (per_class.max(0) - per_class.min(0) <= 1).all()  # stratified
+    assert all(np.array_equal(f.data["test"][0], plain.data["test"][0]) for f in folds)
+    refit = seqbench.create_task("tsc:BasicMotions", fold="all")
+    assert refit.num_samples("train") == n and refit.config()["fold"] == "all"
+    with pytest.raises(seqbench.SeqbenchError, match="fold='5/5' must be I/K"):
+        seqbench.create_task("tsc:BasicMotions", fold="5/5")
+
+
 def test_tsc_multivariate_and_variable_length():
     bm = seqbench.create_task("tsc:BasicMotions")
     assert bm.d_in == 6 and bm.d_out == 4

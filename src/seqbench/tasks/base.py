@@ -194,3 +194,30 @@ def parse_fold(fold, where) -> tuple[int, int] | str | None:
         raise SeqbenchError(f"{where}: fold={fold!r} must be I/K, fold I (0..K-1) of K = 2..20 folds of train+valid, "
                             "e.g. 0/5, or all (train on train+valid)")
     return i, k
+
+
+def cut_indices(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ...]:
+    """Split ``idx`` by ``fractions`` at random; with ``labels``, stratified: the sequences, shuffled
+    within each class and laid out class after class, are dealt to the splits in turn by largest
+    deficit, so every split gets its share of the whole (rounding per class would give a class of
+    5 sequences 4/0/1 and leave validation nearly empty) and each class is spread over the splits."""
+    fr = np.asarray(fractions, dtype=float) / sum(fractions)
+    if labels is None:
+        order, first = rng.permutation(idx), np.zeros(len(idx), dtype=bool)
+    else:
+        classes = np.unique(labels[idx])
+        groups = [rng.permutation(idx[labels[idx] == c]) for c in rng.permutation(classes)]
+        order = np.concatenate(groups)
+        first = np.zeros(len(order), dtype=bool)
+        first[np.cumsum([0] + [len(g) for g in groups[:-1]])] = True  # each class's first: to train
+    owner = np.empty(len(order), dtype=np.int64)
+    counts = np.zeros(len(fr))
+    for i in range(len(order)):
+        k = 0 if first[i] else int(np.argmax(fr * (i + 1) - counts))  # the split furthest behind its share
+        owner[i] = k
+        counts[k] += 1
+    out = [np.sort(order[owner == k]) for k in range(len(fr))]
+    for k in range(1, len(out)):  # every split gets at least one sequence
+        if len(out[k]) == 0 and len(out[0]) > 1:
+            out[k], out[0] = out[0][-1:], out[0][:-1]
+    return tuple(out)

@@ -24,7 +24,7 @@ import torch
 from seqbench.data.files import _fail, _integral, load_file
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, split_target, step_mask
-from seqbench.tasks.base import Metric, Task, parse_fold
+from seqbench.tasks.base import Metric, Task, cut_indices, parse_fold
 from seqbench.tasks.forecast import WindowForecast
 from seqbench.tasks.language import TokenStream
 from seqbench.tasks.registry import register_task
@@ -200,7 +200,7 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
     elif task.opts.get("fold") is not None:  # cross-validation: train+valid re-cut into k folds, test kept
         i, k = parse_fold(task.opts["fold"], path)
         pool = np.concatenate([parts["train"], parts["valid"]])
-        folds = _cut(pool, y if stratify else None, (1.0,) * k, np.random.default_rng(seed + 1))
+        folds = cut_indices(pool, y if stratify else None, (1.0,) * k, np.random.default_rng(seed + 1))
         parts["valid"] = folds[i]
         parts["train"] = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
     fitted = fit_normalization([xs[i] for i in parts["train"]], how)
@@ -255,39 +255,12 @@ def _split_indices(n: int, marks, labels, fractions, seed: int, path) -> dict[st
         fixed = {s: np.flatnonzero(marks == s) for s in ("train", "valid", "test")}
         free = np.flatnonzero(marks == "trainval")  # from a test file: train/valid still to split
         if len(free):
-            fixed["train"], fixed["valid"] = _cut(free, labels, (fractions[0], fractions[1]), rng)
+            fixed["train"], fixed["valid"] = cut_indices(free, labels, (fractions[0], fractions[1]), rng)
         for s, idx in fixed.items():
             if len(idx) == 0:
                 raise _fail(path, f"the split column gives no {s} sequences; every split needs at least one")
         return fixed
-    return dict(zip(("train", "valid", "test"), _cut(np.arange(n), labels, fractions, rng)))
-
-
-def _cut(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ...]:
-    """Split ``idx`` by ``fractions`` at random; with ``labels``, stratified: the sequences, shuffled
-    within each class and laid out class after class, are dealt to the splits in turn by largest
-    deficit, so every split gets its share of the whole (rounding per class would give a class of
-    5 sequences 4/0/1 and leave validation nearly empty) and each class is spread over the splits."""
-    fr = np.asarray(fractions, dtype=float) / sum(fractions)
-    if labels is None:
-        order, first = rng.permutation(idx), np.zeros(len(idx), dtype=bool)
-    else:
-        classes = np.unique(labels[idx])
-        groups = [rng.permutation(idx[labels[idx] == c]) for c in rng.permutation(classes)]
-        order = np.concatenate(groups)
-        first = np.zeros(len(order), dtype=bool)
-        first[np.cumsum([0] + [len(g) for g in groups[:-1]])] = True  # each class's first: to train
-    owner = np.empty(len(order), dtype=np.int64)
-    counts = np.zeros(len(fr))
-    for i in range(len(order)):
-        k = 0 if first[i] else int(np.argmax(fr * (i + 1) - counts))  # the split furthest behind its share
-        owner[i] = k
-        counts[k] += 1
-    out = [np.sort(order[owner == k]) for k in range(len(fr))]
-    for k in range(1, len(out)):  # every split gets at least one sequence
-        if len(out[k]) == 0 and len(out[0]) > 1:
-            out[k], out[0] = out[0][-1:], out[0][:-1]
-    return tuple(out)
+    return dict(zip(("train", "valid", "test"), cut_indices(np.arange(n), labels, fractions, rng)))
 
 
 class CustomClassification(ClassificationTask):

@@ -1,7 +1,7 @@
 """Time-series classification on the UCR/UEA archive sets bundled with sktime (``tsc:<Name>``).
 
 The archive's own train/test split is kept; 20% of train (fixed shuffle, seed 0) is held out as
-validation. Each series is z-normalized per channel over its real steps. Variable-length sets
+validation, or, with ``fold=I/K``, fold I of K stratified folds of train (cross-validation). Each series is z-normalized per channel over its real steps. Variable-length sets
 (JapaneseVowels, PLAID) are right-padded and read at each series' last real step, so padding
 never changes a prediction of a causal model.
 """
@@ -12,6 +12,7 @@ import numpy as np
 from seqbench.data import cached_arrays, require
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ClassificationTask
+from seqbench.tasks.base import cut_indices, parse_fold
 from seqbench.tasks.registry import register_task
 from seqbench.utils import suggest
 
@@ -63,7 +64,10 @@ class TimeSeriesClassification(ClassificationTask):
     listed_variants = BUNDLED
     recommended = {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "epochs": 30}
 
-    def __init__(self, variant: str = "GunPoint", valid_fraction: float = 0.2):
+    def __init__(self, variant: str = "GunPoint", valid_fraction: float = 0.2, fold: str | None = None):
+        """``fold``: cross-validation on the archive's training part (the test part kept): 'I/K'
+        validates on fold I of K stratified folds (each class dealt evenly over them); "all"
+        trains on all of it (the refit after cross-validation; valid is then in-sample)."""
         super().__init__()
         if variant not in BUNDLED:
             raise SeqbenchError(f"unknown UCR/UEA set {variant!r}{suggest(variant, list(BUNDLED))}; "
@@ -72,11 +76,19 @@ class TimeSeriesClassification(ClassificationTask):
             raise SeqbenchError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
         self.variant, self.valid_fraction = variant, valid_fraction
         self.name = f"tsc:{variant}"
+        self.fold, folds = fold, parse_fold(fold, self.name)
         a = cached_arrays(f"tsc-{variant}", lambda: _build(variant), PREPROCESSING_VERSION)
         self.classes = [str(c) for c in a["classes"]]
         order = np.random.default_rng(0).permutation(len(a["x_train"]))
-        n_valid = max(1, int(round(valid_fraction * len(order))))
-        va, tr = order[:n_valid], order[n_valid:]
+        if folds == "all":
+            tr = va = np.sort(order)
+        elif folds is not None:
+            i, k = folds
+            cut = cut_indices(np.arange(len(order)), a["y_train"], (1.0,) * k, np.random.default_rng(1))
+            va, tr = cut[i], np.sort(np.concatenate([f for j, f in enumerate(cut) if j != i]))
+        else:
+            n_valid = max(1, int(round(valid_fraction * len(order))))
+            va, tr = order[:n_valid], order[n_valid:]
         for split, idx in (("train", tr), ("valid", va)):
             self._set_split(split, a["x_train"][idx], a["y_train"][idx], a["len_train"][idx])
         self._set_split("test", a["x_test"], a["y_test"], a["len_test"])
@@ -87,4 +99,5 @@ class TimeSeriesClassification(ClassificationTask):
         self.chance_level = 1.0 / self.num_classes
 
     def config(self) -> dict:
-        return {"name": self.name, "valid_fraction": self.valid_fraction}
+        return {"name": self.name, "valid_fraction": self.valid_fraction,
+                **({"fold": self.fold} if self.fold is not None else {})}
