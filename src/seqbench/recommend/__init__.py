@@ -180,10 +180,12 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         if use_cv:  # few validation sequences: the best configurations are compared by k-fold CV instead
             from seqbench.recommend.answer import best_per_candidate
             top = best_per_candidate(rows)[:CV_TOP]
-            pool = top + [r for r in rows if r.default and r not in top]
+            # the default first: it is what the others must measurably beat, so its folds must finish
+            pool = [r for r in rows if r.default] + [r for r in top if not r.default]
             cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining * 0.95, workers=workers,
                                             executor=executor)
-            if cv_rows:
+            # the never-worse rule needs the default among the compared: without its folds, keep the split's scores
+            if cv_rows and (any(r.default for r in cv_rows) or not any(r.default for r in pool)):
                 rows = cv_rows + [r for r in rows if r not in pool]
         # the answer: beat the trivial baseline on valid, resolve ties toward the cheaper step
         hib = task.metric.higher_is_better

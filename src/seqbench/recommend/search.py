@@ -394,8 +394,9 @@ class Search:
         return dataclasses.replace(r, run_dir=str(run), train_time=_train_time(run), refit=True, epochs=epochs)
 
     def refit_epochs(self, r: Ranked) -> int:
-        """The mean over ``r``'s cross-validation folds of the epoch with the best validation score
-        (``r.epochs`` where the folds' histories are missing)."""
+        """The mean over ``r``'s cross-validation folds of the epoch with the best validation score,
+        the last such epoch where it is tied (a saturated accuracy: the longer-trained model),
+        ``r.epochs`` where the folds' histories are missing."""
         best = []
         for f in range(r.cv_folds):
             row = self.store.row(self.trial(_params(r), r.epochs, 0, (f, r.cv_folds))["key"])
@@ -403,7 +404,8 @@ class Search:
             scores = [(h[f"valid_{self.metric.name}"], h["epoch"]) for h in hist if f"valid_{self.metric.name}" in h]
             if scores:
                 pick = max if self.metric.higher_is_better else min
-                best.append(pick(scores, key=lambda v: v[0])[1])
+                top = pick(v for v, _ in scores)
+                best.append(max(e for v, e in scores if v == top))
         return max(1, round(statistics.fmean(best))) if len(best) == r.cv_folds and best else r.epochs
 
     def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
