@@ -212,6 +212,23 @@ def test_recommend_on_the_ray_executor(tmp_path):
     assert rec.ranked and rec.winner is not None and rec.test["accuracy"] > rec.trivial_test
 
 
+def test_the_winner_trains_on_for_the_rest_of_the_budget(tmp_path):
+    """600 sequences leave enough validation for no cross-validation: after the search (one-epoch
+    trials here), the winner continues from its checkpoint in the budget's last share, stopping 10
+    epochs after its best; the answer is that longer run, and says so."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "easy.csv"
+    path.write_text("series,step,a,label\n" + "".join(
+        f"{s},{t},{rng.normal(0, 1.0) + 0.5 * (2 * (s % 2) - 1):.3f},{s % 2}\n" for s in range(600) for t in range(8)))
+    rec = seqbench.recommend("custom", Limits(max_params=2_000), budget=40, models=["gru"], db=tmp_path / "r.db",
+                             max_epochs=1, max_trials=3, progress=False, task_opts={"path": str(path)})
+    assert rec.winner is not None and rec.winner.epochs > 1
+    hist = [json.loads(line) for line in (Path(rec.winner.run_dir) / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == list(range(1, rec.winner.epochs + 1))  # resumed, not restarted
+    assert rec.winner.valid == max(h["valid_accuracy"] for h in hist)
+    assert f"-> {rec.winner.epochs} epochs" in rec.explanation
+
+
 def test_streaming_memory_counts_shared_buffers_once():
     """The NumPy engines keep NumPy views of the state's tensors: that memory is counted once, so the
     TCN's state (the same buffers and folded weights in both engines) measures the same on either

@@ -50,6 +50,7 @@ CV_TOP = 3      # the best configurations cross-validated (beside the default)
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 GROW_SHARE = 0.15  # of the budget, the most the default first try's full training grows to (see _max_epochs)
 CV_SHARE = 0.35  # of the time left after profiling, kept for cross-validating the best and the refit
+FINAL_SHARE = 0.3  # of the time left after profiling, kept for training the winner on (without CV)
 
 
 def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *, models: list[str] | None = None,
@@ -162,8 +163,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         t_search = time.monotonic()
         confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
         cv_share = CV_SHARE if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
+        final_share = FINAL_SHARE if not use_cv and seeds == 1 else 0.0  # kept for training the winner on
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
-            search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share), workers=workers,
+            search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share - final_share), workers=workers,
                        executor=executor, progress=progress, t_start=t_start, max_trials=max_trials)
         rows = search.ranked()
         failed = [r for r in search.records.values() if r.get("state") == "FAIL" and r.get("error")]
@@ -204,6 +206,13 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                 if refit is not None:
                     rows = [refit if r is winner else r for r in rows]
                     winner, best = refit, rows[0]
+        trained_on, kept_default = None, winner is not None and winner.default and winner is not best
+        if winner is not None and final_share and not winner.cv_folds:  # the rest of the budget: the winner trains on
+            longer = search.extend(winner, deadline=t_search + remaining, workers=workers, executor=executor)
+            if longer.epochs > winner.epochs:
+                trained_on = (winner.epochs, longer.epochs, winner.valid, longer.valid)
+                rows = [longer if r is winner else r for r in rows]
+                winner = longer
         elapsed = search.spent_before + time.monotonic() - t_start
         records.set_search_spent(search.store, spec.search_id, elapsed)
         tried = {rec["params"]["candidate"] for rec in search.records.values()}
@@ -224,7 +233,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
     # 4: the answer (decided above): notes, the winner's test score
     tie, test, note = False, {}, ""
     if winner is not None:
-        if winner.default and winner is not best:
+        if kept_default:  # decided on the scores before the winner trained on
             within = f"by more than the {what} (+-{noise:.3g})" if noise else "at all"
             note = (f" It is the default first try, kept because nothing trained was better {within}; the best "
                     f"validation score was {fmt(best.valid)} ({best.candidate}).")
@@ -234,6 +243,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             note = (f" {len(close) + 1} trained configurations ({others} other candidate"
                     f"{'s' * (others != 1)}) are within the {what} (+-{noise:.3g}) of the best validation score "
                     f"({fmt(best.valid)}, {best.candidate}); the cheapest step among them is recommended.")
+        if trained_on:
+            note += (f" Then trained on for the rest of the budget: {trained_on[0]} -> {trained_on[1]} epochs, "
+                     f"validation {fmt(trained_on[2])} -> {fmt(trained_on[3])} (its best epoch kept).")
         if winner.refit:
             note += (f" Chosen by {winner.cv_folds}-fold cross-validation, then retrained on all of train+valid "
                      f"({winner.epochs} epochs): that model is the one tested and written.")

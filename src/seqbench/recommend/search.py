@@ -203,9 +203,10 @@ class Search:
         """Seconds for ``epochs`` more epochs of ``c`` on one thread (profile costs, calibrated on runs)."""
         return self.overhead + epoch_seconds(self.task, self.cost_of[c]) * epochs * self.calibration
 
-    def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | str | None = None) -> dict:
+    def trial(self, params: dict, epochs: int, s: int, fold: tuple[int, int] | str | None = None,
+              limits: dict | None = None) -> dict:
         """The sweep trial of a configuration (seed ``s``; ``fold`` (i, k): fold i of k as validation;
-        "all": trained on all of train+valid)."""
+        "all": trained on all of train+valid; ``limits``: max_time / early_stop for its training)."""
         from seqbench.bench.sweep import make_trial
         c = self.by_id[params["candidate"]]
         opts = dict(c.opts)
@@ -215,7 +216,7 @@ class Search:
         task_opts = self.task_opts if tag is None else {**self.task_opts, "fold": tag}
         t = make_trial(self.task_name, c.model, s, params=c.params, task_opts=task_opts, model_opts=opts,
                        train={"lr": round(params["lr"], 6), "epochs": epochs, "device": self.spec.device,
-                              **({"log": self.spec.log} if self.spec.log else {})})
+                              **({"log": self.spec.log} if self.spec.log else {}), **(limits or {})})
         run = f"search-{self.search_id}-{_tid(params)}-s{s}" + ("" if tag is None else "-refit" if tag == "all"
                                                                  else f"-fold{fold[0]}of{fold[1]}")
         t.update(run=run, keep_state=True, test=False)
@@ -407,6 +408,24 @@ class Search:
                 top = pick(v for v, _ in scores)
                 best.append(max(e for v, e in scores if v == top))
         return max(1, round(statistics.fmean(best))) if len(best) == r.cv_folds and best else r.epochs
+
+    def extend(self, r: Ranked, deadline: float, workers: int | None, executor: str) -> Ranked:
+        """The winner trained on from its checkpoint until ``deadline`` (the share of the budget kept
+        for it), so the answer gets the training length the budget allows, its best epoch on
+        validation kept; it stops earlier after as many epochs without a better validation score as
+        it had trained (at least 10). The row as extended (``valid`` can only improve), or ``r``
+        unchanged where there is no time for a few epochs or the training did not finish."""
+        left = deadline - time.monotonic() - self.overhead
+        if left < 3 * epoch_seconds(self.task, self.cost_of[self.by_id[r.candidate]]) * self.calibration:
+            return r
+        t = self.trial(_params(r), r.epochs * MAX_GROWTH, 0,
+                       limits={"max_time": round(left, 1), "early_stop": max(10, r.epochs)})
+        self._train_all([t], deadline + 10 + 0.1 * left, workers, executor)  # its last epoch may overrun max_time
+        row = self.store.row(t["key"])
+        if row is None or row["status"] != "done":
+            return r
+        epochs = len(json.loads(row["history"] or "[]"))
+        return dataclasses.replace(r, valid=row["best_valid"], epochs=epochs, train_time=_train_time(Path(r.run_dir)))
 
     def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
         """Run every trial not yet done in the store, until they end or ``deadline``."""

@@ -237,7 +237,8 @@ def run_config(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]
 
 
 def check_resumable(out: Path, run_config: dict) -> None:
-    """A resumed run must be the same run: same model, task and training settings (epochs may grow)."""
+    """A resumed run must be the same run: same model, task and training settings (epochs may grow,
+    and the limits on how long it runs, ``max_time`` and ``early_stop``, may change)."""
     try:
         saved = json.loads((out / CONFIG).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -246,7 +247,8 @@ def check_resumable(out: Path, run_config: dict) -> None:
     for part in ("model", "task", "train"):
         a, b = dict(saved.get(part) or {}), dict(want[part] or {})
         if part == "train":
-            a.pop("epochs", None), b.pop("epochs", None)
+            for k in ("epochs", "max_time", "early_stop"):
+                a.pop(k, None), b.pop(k, None)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
             k = diff[0]
