@@ -221,3 +221,14 @@ def cut_indices(idx: np.ndarray, labels, fractions, rng) -> tuple[np.ndarray, ..
         if len(out[k]) == 0 and len(out[0]) > 1:
             out[k], out[0] = out[0][-1:], out[0][:-1]
     return tuple(out)
+
+
+def fold_parts(pool: np.ndarray, labels, fold: tuple[int, int] | str, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) indices of ``pool`` (train+valid) for a parsed ``fold``: "all" trains and
+    validates on all of it (the refit; valid in-sample); (i, k) validates on fold i of k folds
+    cut by ``cut_indices`` (stratified by ``labels`` when given) and trains on the others."""
+    if fold == "all":
+        return (both := np.sort(pool)), both
+    i, k = fold
+    folds = cut_indices(pool, labels, (1.0,) * k, rng)
+    return np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i])), folds[i]

@@ -24,7 +24,7 @@ import torch
 from seqbench.data.files import _fail, _integral, load_file
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ArrayTask, ClassificationTask, last_step, split_target, step_mask
-from seqbench.tasks.base import Metric, Task, cut_indices, parse_fold
+from seqbench.tasks.base import Metric, Task, cut_indices, fold_parts, parse_fold
 from seqbench.tasks.forecast import WindowForecast
 from seqbench.tasks.language import TokenStream
 from seqbench.tasks.registry import register_task
@@ -195,14 +195,10 @@ def _padded_splits(task: ArrayTask, data: dict, path: Path, seed: int, y_dtype, 
         raise _fail(path, f"has {len(xs)} sequence(s); at least 3 are needed for train/valid/test splits")
     parts = _split_indices(len(xs), data.get("split"), y if stratify else None, fractions or (0.7, 0.15, 0.15), seed,
                            path)
-    if task.opts.get("fold") == "all":  # the refit after cross-validation: trains on train+valid (scored in-sample)
-        parts["train"] = parts["valid"] = np.sort(np.concatenate([parts["train"], parts["valid"]]))
-    elif task.opts.get("fold") is not None:  # cross-validation: train+valid re-cut into k folds, test kept
-        i, k = parse_fold(task.opts["fold"], path)
-        pool = np.concatenate([parts["train"], parts["valid"]])
-        folds = cut_indices(pool, y if stratify else None, (1.0,) * k, np.random.default_rng(seed + 1))
-        parts["valid"] = folds[i]
-        parts["train"] = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
+    fold = parse_fold(task.opts.get("fold"), path)
+    if fold is not None:  # cross-validation (or its refit): train+valid re-cut, test kept
+        parts["train"], parts["valid"] = fold_parts(np.concatenate([parts["train"], parts["valid"]]),
+                                                    y if stratify else None, fold, np.random.default_rng(seed + 1))
     fitted = fit_normalization([xs[i] for i in parts["train"]], how)
     xs = normalize(xs, fitted)
     lengths = np.array([len(s) for s in xs])

@@ -1,9 +1,10 @@
 """Time-series classification on the UCR/UEA archive sets bundled with sktime (``tsc:<Name>``).
 
 The archive's own train/test split is kept; 20% of train (fixed shuffle, seed 0) is held out as
-validation, or, with ``fold=I/K``, fold I of K stratified folds of train (cross-validation). Each series is z-normalized per channel over its real steps. Variable-length sets
-(JapaneseVowels, PLAID) are right-padded and read at each series' last real step, so padding
-never changes a prediction of a causal model.
+validation, or, with ``fold=I/K``, fold I of K stratified folds of train (cross-validation). Each
+series is z-normalized per channel over its real steps. Variable-length sets (JapaneseVowels,
+PLAID) are right-padded and read at each series' last real step, so padding never changes a
+prediction of a causal model.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from seqbench.data import cached_arrays, require
 from seqbench.errors import SeqbenchError
 from seqbench.tasks.arrays import ClassificationTask
-from seqbench.tasks.base import cut_indices, parse_fold
+from seqbench.tasks.base import fold_parts, parse_fold
 from seqbench.tasks.registry import register_task
 from seqbench.utils import suggest
 
@@ -80,12 +81,8 @@ class TimeSeriesClassification(ClassificationTask):
         a = cached_arrays(f"tsc-{variant}", lambda: _build(variant), PREPROCESSING_VERSION)
         self.classes = [str(c) for c in a["classes"]]
         order = np.random.default_rng(0).permutation(len(a["x_train"]))
-        if folds == "all":
-            tr = va = np.sort(order)
-        elif folds is not None:
-            i, k = folds
-            cut = cut_indices(np.arange(len(order)), a["y_train"], (1.0,) * k, np.random.default_rng(1))
-            va, tr = cut[i], np.sort(np.concatenate([f for j, f in enumerate(cut) if j != i]))
+        if folds is not None:
+            tr, va = fold_parts(np.arange(len(order)), a["y_train"], folds, np.random.default_rng(1))
         else:
             n_valid = max(1, int(round(valid_fraction * len(order))))
             va, tr = order[:n_valid], order[n_valid:]
