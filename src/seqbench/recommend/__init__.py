@@ -199,7 +199,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         best = rows[0]
         noise, what = _noise(task, rows)
         winner, close = choose(rows, trivial_valid, hib, noise)
-        if winner is not None and winner.cv_folds:  # selected by CV: retrained on all of train+valid
+        if winner is not None and winner.cv_folds and task.refit_after_cv:  # selected by CV: retrained on all of train+valid
             left = t_search + remaining - time.monotonic()
             if search.estimate(search.by_id[winner.candidate], winner.epochs) * 1.3 < left:
                 refit = search.refit(winner, deadline=t_search + remaining, workers=workers, executor=executor)
@@ -249,6 +249,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         if winner.refit:
             note += (f" Chosen by {winner.cv_folds}-fold cross-validation, then retrained on all of train+valid "
                      f"({winner.epochs} epochs): that model is the one tested and written.")
+        elif winner.cv_folds and not task.refit_after_cv:
+            note += (f" Chosen by {winner.cv_folds}-fold cross-validation; the model tested and written is its "
+                     "training on the train part, kept at its best epoch on the validation part (the latest data "
+                     "before the test part): a forecaster is not retrained without a validation to stop it.")
         test = _test_winner(task, winner)
     rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,

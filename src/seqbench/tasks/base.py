@@ -62,6 +62,10 @@ class Task:
     # what the outputs are, for distillation's soft targets: "softmax" logits (classes, tokens),
     # "sigmoid" logits (independent units, multi-label), or "mse" (values)
     soft_targets: str = "mse"
+    # After cross-validation, whether the chosen configuration is retrained on all of train+valid
+    # (``fold=all``). A forecaster is not: its validation part is the latest data before the test
+    # part, and stopping on it is what keeps a trend's extrapolation in check.
+    refit_after_cv: bool = True
 
     _recorded: dict[str, Any] = {}  # the options create_task built it with
 
