@@ -337,8 +337,8 @@ def test_training_length_grows_with_the_budget(data):
 def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):
     """240 steps leave ~30 validation windows: the best configurations are compared by 5-fold
     rolling-origin validation, and the seasonal naive baseline is scored on the same five folds.
-    The chosen forecaster is not refitted on train+valid: its training stopped on the latest data is
-    the answer. The series (an AR(2) cycle of ~11 steps) is one a small GRU forecasts better than
+    The chosen forecaster is not refitted on train+valid: its training stopped on the latest data
+    trains on from its checkpoint for the time left, and is the answer. The series (an AR(2) cycle of ~11 steps) is one a small GRU forecasts better than
     the seasonal naive, so a winner is chosen."""
     e, y = np.random.default_rng(0).normal(size=240), np.zeros(240)
     for i in range(2, len(y)):
@@ -354,6 +354,9 @@ def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):
     assert rec.winner is not None and rec.winner.cv_folds == 5 and not rec.winner.refit
     cfg = json.loads((Path(rec.winner.run_dir) / "config.json").read_text())
     assert "fold" not in cfg["task"] and "not retrained without a validation" in rec.explanation
+    hist = [json.loads(line) for line in (Path(rec.winner.run_dir) / "history.jsonl").read_text().splitlines()]
+    assert len(hist) == rec.winner.epochs > 10  # then trained on from its checkpoint: its last rung was 10
+    assert f"-> {rec.winner.epochs} epochs, the validation part" in rec.explanation
     folds = [seqbench.create_task("custom", **opts, fold=f"{i}/5").trivial_on("valid") for i in range(5)]
     assert rec.trivial_valid == pytest.approx(np.mean(folds))
     assert rec.trivial_valid != pytest.approx(seqbench.create_task("custom", **opts).trivial_on("valid"))

@@ -207,10 +207,12 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                     rows = [refit if r is winner else r for r in rows]
                     winner, best = refit, rows[0]
         trained_on, kept_default = None, winner is not None and winner.default and winner is not best
-        if winner is not None and final_share and not winner.cv_folds:  # the rest of the budget: the winner trains on
-            longer = search.extend(winner, deadline=t_search + remaining, workers=workers, executor=executor)
+        # the rest of the budget: the winner's split run trains on (not where it was refitted on train+valid)
+        if winner is not None and seeds == 1 and not winner.refit and (final_share or not task.refit_after_cv):
+            longer, before, after = search.extend(winner, deadline=t_search + remaining, workers=workers,
+                                                  executor=executor)
             if longer.epochs > winner.epochs:
-                trained_on = (winner.epochs, longer.epochs, winner.valid, longer.valid)
+                trained_on = (winner.epochs, longer.epochs, before, after)
                 rows = [longer if r is winner else r for r in rows]
                 winner = longer
         elapsed = search.spent_before + time.monotonic() - t_start
@@ -243,9 +245,6 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             note = (f" {len(close) + 1} trained configurations ({others} other candidate"
                     f"{'s' * (others != 1)}) are within the {what} (+-{noise:.3g}) of the best validation score "
                     f"({fmt(best.valid)}, {best.candidate}); the cheapest step among them is recommended.")
-        if trained_on:
-            note += (f" Then trained on for the rest of the budget: {trained_on[0]} -> {trained_on[1]} epochs, "
-                     f"validation {fmt(trained_on[2])} -> {fmt(trained_on[3])} (its best epoch kept).")
         if winner.refit:
             note += (f" Chosen by {winner.cv_folds}-fold cross-validation, then retrained on all of train+valid "
                      f"({winner.epochs} epochs): that model is the one tested and written.")
@@ -253,6 +252,10 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             note += (f" Chosen by {winner.cv_folds}-fold cross-validation; the model tested and written is its "
                      "training on the train part, kept at its best epoch on the validation part (the latest data "
                      "before the test part): a forecaster is not retrained without a validation to stop it.")
+        if trained_on:
+            on = "the validation part" if winner.cv_folds else "validation"
+            note += (f" Then trained on for the rest of the budget: {trained_on[0]} -> {trained_on[1]} epochs, "
+                     f"{on} {fmt(trained_on[2])} -> {fmt(trained_on[3])} (its best epoch kept).")
         test = _test_winner(task, winner)
     rec = Recommendation(task=task.name, metric=task.metric.name, higher_is_better=hib, winner=winner, ranked=rows,
                          excluded=[(c.id, why) for c, why in excluded.items()], trivial_valid=trivial_valid,

@@ -409,23 +409,28 @@ class Search:
                 best.append(max(e for v, e in scores if v == top))
         return max(1, round(statistics.fmean(best))) if len(best) == r.cv_folds and best else r.epochs
 
-    def extend(self, r: Ranked, deadline: float, workers: int | None, executor: str) -> Ranked:
-        """The winner trained on from its checkpoint until ``deadline`` (the share of the budget kept
-        for it), so the answer gets the training length the budget allows, its best epoch on
-        validation kept; it stops earlier after as many epochs without a better validation score as
-        it had trained (at least 10). The row as extended (``valid`` can only improve), or ``r``
-        unchanged where there is no time for a few epochs or the training did not finish."""
+    def extend(self, r: Ranked, deadline: float, workers: int | None, executor: str
+               ) -> tuple[Ranked, float | None, float | None]:
+        """The winner's split run trained on from its checkpoint until ``deadline`` (the share of
+        the budget kept for it), so the answer gets the training length the budget allows, its best
+        epoch on validation kept; it stops earlier after as many epochs without a better validation
+        score as it had trained (at least 10). Returns the row as extended (``valid`` can only
+        improve; a cross-validated row keeps its fold mean) and the split run's validation score
+        before and after; ``r`` and Nones where there is no time for a few epochs or the training
+        did not finish."""
         left = deadline - time.monotonic() - self.overhead
         if left < 3 * epoch_seconds(self.task, self.cost_of[self.by_id[r.candidate]]) * self.calibration:
-            return r
+            return r, None, None
         t = self.trial(_params(r), r.epochs * MAX_GROWTH, 0,
                        limits={"max_time": round(left, 1), "early_stop": max(10, r.epochs)})
         self._train_all([t], deadline + 10 + 0.1 * left, workers, executor)  # its last epoch may overrun max_time
         row = self.store.row(t["key"])
         if row is None or row["status"] != "done":
-            return r
+            return r, None, None
         epochs = len(json.loads(row["history"] or "[]"))
-        return dataclasses.replace(r, valid=row["best_valid"], epochs=epochs, train_time=_train_time(Path(r.run_dir)))
+        before = self.records.get(_tid(_params(r)), {}).get("value")
+        return (dataclasses.replace(r, valid=r.valid if r.cv_folds else row["best_valid"], epochs=epochs,
+                                    train_time=_train_time(Path(r.run_dir))), before, row["best_valid"])
 
     def _train_all(self, trials: list[dict], deadline: float, workers: int | None, executor: str) -> None:
         """Run every trial not yet done in the store, until they end or ``deadline``."""
