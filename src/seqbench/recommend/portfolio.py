@@ -174,16 +174,16 @@ def expected_gains(near: list[tuple[dict, float]], configs: list[str], base: str
             for c in configs}
 
 
-def leave_one_out(portfolio: Portfolio, first: int = PORTFOLIO_FIRST) -> list[dict[str, Any]]:
+def leave_one_out(portfolio: Portfolio, first: int = PORTFOLIO_FIRST, k: int = NEIGHBOURS) -> list[dict[str, Any]]:
     """For each set: the portfolio built without it, used on it. ``instant``: the test score of its
     first configuration; ``top``: of what recommend's first trials choose (the default first try
     and the portfolio's first ``first``, the best on validation, the default kept unless another is
     better); ``default``: the default first try's. Scores are normalized test scores (share of the
-    gap to the set's best closed)."""
+    gap to the set's best closed). ``k``: how many nearest sets vote."""
     default = default_config()
     out = []
     for s in portfolio.sets:
-        ranked = [c for c, _, _ in portfolio.order(s["props"], exclude=s["name"])]
+        ranked = [c for c, _, _ in portfolio.order(s["props"], k=k, exclude=s["name"])]
         if not ranked:
             continue
         valid = lambda c: s["scores"].get(c, 0.0) or 0.0  # noqa: E731
