@@ -413,16 +413,19 @@ class Search:
                ) -> tuple[Ranked, float | None, float | None]:
         """The winner's split run trained on from its checkpoint until ``deadline`` (the share of
         the budget kept for it), so the answer gets the training length the budget allows, its best
-        epoch on validation kept; it stops earlier after as many epochs without a better validation
-        score as it had trained (at least 10). Returns the row as extended (``valid`` can only
-        improve; a cross-validated row keeps its fold mean) and the split run's validation score
-        before and after; ``r`` and Nones where there is no time for a few epochs or the training
-        did not finish."""
+        epoch on validation kept; it stops earlier only when half the time it was given passes
+        without a better validation score (on a tiny set, validation can plateau for hundreds of
+        epochs and then improve: airpassengers' default TCN, trained 5 minutes, scored best at
+        epochs 1,383-3,244 over 3 seeds). Returns the row as extended (``valid`` can only improve;
+        a cross-validated row keeps its fold mean) and the split run's validation score before and
+        after; ``r`` and Nones where there is no time for a few epochs or the training did not
+        finish."""
         left = deadline - time.monotonic() - self.overhead
-        if left < 3 * epoch_seconds(self.task, self.cost_of[self.by_id[r.candidate]]) * self.calibration:
+        epoch_s = epoch_seconds(self.task, self.cost_of[self.by_id[r.candidate]]) * self.calibration
+        if left < 3 * epoch_s:
             return r, None, None
         t = self.trial(_params(r), r.epochs * MAX_GROWTH, 0,
-                       limits={"max_time": round(left, 1), "early_stop": max(10, r.epochs)})
+                       limits={"max_time": round(left, 1), "early_stop": max(10, math.ceil(0.5 * left / epoch_s))})
         self._train_all([t], deadline + 10 + 0.1 * left, workers, executor)  # its last epoch may overrun max_time
         row = self.store.row(t["key"])
         if row is None or row["status"] != "done":
