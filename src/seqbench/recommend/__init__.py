@@ -163,7 +163,9 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
         t_search = time.monotonic()
         confirm_share = 0.25 if seeds > 1 else 0.0  # kept for rerunning the best with more seeds
         cv_share = CV_SHARE if use_cv else 0.0  # kept for cross-validating the best when validation is small, and the refit
-        final_share = FINAL_SHARE if not use_cv and seeds == 1 else 0.0  # kept for training the winner on
+        # kept for training the winner on, unless it is refitted after cross-validation (the refit then
+        # takes the end of CV's share)
+        final_share = FINAL_SHARE if seeds == 1 and (not use_cv or not task.refit_after_cv) else 0.0
         if remaining >= quickest:  # else: this search already spent its budget; answer from its results
             search.run(deadline=t_search + remaining * (1 - confirm_share - cv_share - final_share), workers=workers,
                        executor=executor, progress=progress, t_start=t_start, max_trials=max_trials)
@@ -184,8 +186,8 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
             top = best_per_candidate(rows)[:CV_TOP]
             # the default first: it is what the others must measurably beat, so its folds must finish
             pool = [r for r in rows if r.default] + [r for r in top if not r.default]
-            cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining * 0.95, workers=workers,
-                                            executor=executor)
+            cv_rows = search.cross_validate(pool, CV_FOLDS, deadline=t_search + remaining * (0.95 - final_share),
+                                            workers=workers, executor=executor)
             # the never-worse rule needs the default among the compared: without its folds, keep the split's scores
             if cv_rows and (any(r.default for r in cv_rows) or not any(r.default for r in pool)):
                 rows = cv_rows + [r for r in rows if r not in pool]
@@ -208,7 +210,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
                     winner, best = refit, rows[0]
         trained_on, kept_default = None, winner is not None and winner.default and winner is not best
         # the rest of the budget: the winner's split run trains on (not where it was refitted on train+valid)
-        if winner is not None and seeds == 1 and not winner.refit and (final_share or not task.refit_after_cv):
+        if winner is not None and final_share and not winner.refit:
             longer, before, after = search.extend(winner, deadline=t_search + remaining, workers=workers,
                                                   executor=executor)
             if longer.epochs > winner.epochs:
