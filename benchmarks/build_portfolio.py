@@ -149,14 +149,13 @@ def write_report(port, planned: int | None = None) -> None:
         best = max(s["scores"], key=lambda c: s["scores"][c])
         body.append([s["name"], describe(s["props"]), best, fmt(r["default_test"]), r["instant"], fmt(r["instant_test"]),
                      r["top"], fmt(r["top_test"])])
-    wins = sum(r["top_test"] > r["default_test"] + 1e-9 for r in loo)
     ties = sum(abs(r["top_test"] - r["default_test"]) <= 1e-9 for r in loo)
     inst = sum(r["instant_test"] > r["default_test"] + 1e-9 for r in loo)
     mean = {k: statistics.fmean(r[k] for r in loo) for k in ("default_test", "instant_test", "top_test")} if loo else {}
     curve = []
     for n in range(1, len(port.configs)):
         rows = leave_one_out(port, first=n)
-        curve.append([n + 1, sum(r["top_test"] > r["default_test"] + 1e-9 for r in rows),
+        curve.append([n + 1, wins(rows),
                       sum(abs(r["top_test"] - r["default_test"]) <= 1e-9 for r in rows),
                       sum(r["top_test"] < r["default_test"] - 1e-9 for r in rows),
                       f"{statistics.fmean(r['top_test'] for r in rows):.3f}"])
@@ -175,7 +174,7 @@ def write_report(port, planned: int | None = None) -> None:
         md_table(head, body), "",
         f"Over {len(loo)} sets, what recommend's first {PORTFOLIO_FIRST + 1} trials choose (the default first try and "
         f"the portfolio's first {PORTFOLIO_FIRST}, the best on validation, the default kept unless another is "
-        f"better) beats the default alone on test on {wins} and ties it on {ties}; the instant pick alone beats it "
+        f"better) beats the default alone on test on {wins(loo)} and ties it on {ties}; the instant pick alone beats it "
         f"on {inst}. Mean share of the gap closed: "
         + ", ".join(f"{k.removesuffix('_test')} {v:.3f}" for k, v in mean.items()) + ".", "",
         "## More of the portfolio tried", "",

@@ -68,6 +68,8 @@ def main() -> int:
     from seqbench.recommend.portfolio import Portfolio, default_config, match
     from seqbench.tables import fmt, md_table
     from seqbench.utils import atomic_write_text
+    if args.default_seeds < 1:
+        ap.error(f"--default-seeds must be at least 1, got {args.default_seeds}")
     names = args.sets.split(",")
     unknown = [n for n in names if n not in ALL]
     if unknown:

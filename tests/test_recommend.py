@@ -214,8 +214,8 @@ def test_recommend_on_the_ray_executor(tmp_path):
 
 def test_the_winner_trains_on_for_the_rest_of_the_budget(tmp_path):
     """600 sequences leave enough validation for no cross-validation: after the search (one-epoch
-    trials here), the winner continues from its checkpoint in the budget's last share, stopping 10
-    epochs after its best; the answer is that longer run, and says so."""
+    trials here), the winner continues from its checkpoint in the budget's last share (its best
+    epoch on validation kept); the answer is that longer run, and says so."""
     rng = np.random.default_rng(0)
     path = tmp_path / "easy.csv"
     path.write_text("series,step,a,label\n" + "".join(
@@ -320,7 +320,7 @@ def test_training_length_grows_with_the_budget(data):
     first try can train within its share of the budget; cross-validation, training ~21 models,
     leaves each a smaller share. Costs as a target device measured them."""
     from seqbench.recommend import Costs, _max_epochs
-    from seqbench.recommend.search import MAX_GROWTH, grown_epochs
+    from seqbench.recommend.budget import MAX_GROWTH, grown_epochs
     assert [grown_epochs(10, 0.1, s) for s in (1.0, 3.01, 8.9, 9.01, 1e9)] == [10, 30, 30, 90, 10 * MAX_GROWTH]
     task = seqbench.create_task("custom", path=str(data))
     cands = candidate_space(task, 20_000, ["tcn", "gru"])
@@ -338,8 +338,8 @@ def test_a_short_series_is_cross_validated_on_rolling_origins(tmp_path):
     """240 steps leave ~30 validation windows: the best configurations are compared by 5-fold
     rolling-origin validation, and the seasonal naive baseline is scored on the same five folds.
     The chosen forecaster is not refitted on train+valid: its training stopped on the latest data
-    trains on from its checkpoint for the time left, and is the answer. The series (an AR(2) cycle of ~11 steps) is one a small GRU forecasts better than
-    the seasonal naive, so a winner is chosen."""
+    trains on from its checkpoint for the time left, and is the answer. The series (an AR(2) cycle
+    of ~11 steps) is one a small GRU forecasts better than the seasonal naive, so a winner is chosen."""
     e, y = np.random.default_rng(0).normal(size=240), np.zeros(240)
     for i in range(2, len(y)):
         y[i] = 1.6 * y[i - 1] - 0.9 * y[i - 2] + e[i]

@@ -41,8 +41,8 @@ from seqbench.recommend.instant import Instant, instant_answer, print_instant  #
 from seqbench.recommend.costs import Costs, _machine, measure_costs, profile, read_costs, write_costs  # noqa: F401
 from seqbench.recommend import records
 from seqbench.recommend.portfolio import PORTFOLIO_FIRST
-from seqbench.recommend.search import (TRIAL_OVERHEAD_S, Search, SearchSpec, _rungs, default_candidate,  # noqa: F401
-                                       epoch_seconds, grown_epochs, parse_duration)
+from seqbench.recommend.budget import epoch_seconds, grown_epochs, parse_duration, rungs_for
+from seqbench.recommend.search import TRIAL_OVERHEAD_S, Search, SearchSpec, default_candidate
 
 CV_BELOW = 50   # validation sequences under which the best configurations are compared by cross-validation
 CV_FOLDS = 5
@@ -50,7 +50,7 @@ CV_TOP = 3      # the best configurations cross-validated (beside the default)
 MIN_STEPS = 200  # optimizer steps of a fully trained candidate, at least: 20 epochs of 31 series would be 20
 GROW_SHARE = 0.15  # of the budget, the most the default first try's full training grows to (see _max_epochs)
 CV_SHARE = 0.35  # of the time left after profiling, kept for cross-validating the best and the refit
-FINAL_SHARE = 0.3  # of the time left after profiling, kept for training the winner on (without CV)
+FINAL_SHARE = 0.3  # of the time left after profiling, kept for training the winner on (unless refitted after CV)
 
 
 def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *, models: list[str] | None = None,
@@ -131,7 +131,7 @@ def recommend(task, limits: Limits | None = None, budget: str | float = "10m", *
 
     if max_epochs is None:
         max_epochs = _max_epochs(task, allowed, cost_of, budget_s, use_cv)
-    rungs = _rungs(max_epochs)
+    rungs = rungs_for(max_epochs)
 
     # the portfolio's order for data like this (the instant answer), trained right after the default
     from seqbench.recommend.instant import answer_from, portfolio_order

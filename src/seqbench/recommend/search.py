@@ -10,56 +10,21 @@ import hashlib
 import json
 import math
 import os
-import re
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqbench.errors import SeqbenchError
 from seqbench.recommend import records
 from seqbench.recommend.answer import Ranked
+from seqbench.recommend.budget import MAX_GROWTH, REDUCTION, epoch_seconds
 from seqbench.recommend.candidates import Candidate
 from seqbench.recommend.costs import Costs
 
-REDUCTION = 3              # successive halving keeps the best third at each rung
 TRIAL_OVERHEAD_S = 0.5     # starting a trial process (forked from a warm server), on top of loading the task
 FAILURES_TO_STOP = 8       # trials failed in a row, none finished: the search stops instead of burning its budget
 SHARE_OF_LEFT = 0.25       # while others run, a proposed trial's first rung may take at most this share of the time left
-MAX_GROWTH = REDUCTION ** 4  # training length grows with the budget up to this many times the task's epochs
-
-
-def parse_duration(text: str | float | int, allow_zero: bool = False) -> float:
-    """Seconds from 300, '300s', '5m', '1.5h' (0 only where ``allow_zero``: the instant answer)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smh]?)\s*", str(text))
-        if not m:
-            raise SeqbenchError(f"cannot read {text!r} as a duration; write it like 300, 90s, 5m or 1.5h")
-        value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if not (value > 0 or (allow_zero and value == 0)):
-        raise SeqbenchError(f"the time budget must be positive, got {text!r} (0 gives the instant answer only: "
-                            "seqbench recommend --time-budget 0, or seqbench.recommend.instant_answer)")
-    return value
-
-def epoch_seconds(task, cost: Costs) -> float:
-    """Seconds for one epoch of a candidate with ``cost`` on ``task``: its training steps and the
-    validation pass (profile costs on one thread, before any calibration on real runs)."""
-    steps = math.ceil(task.num_samples("train") / int(task.recommended.get("batch_size", 32)))
-    return (steps * cost.train_step_ms + task.num_samples("valid") * cost.seq_ms / 4) / 1e3
-
-
-def grown_epochs(base: int, per_epoch_s: float, seconds: float) -> int:
-    """Training length that grows with the budget: ``base`` epochs times the largest power of
-    REDUCTION (up to MAX_GROWTH) whose training takes at most ``seconds`` at ``per_epoch_s``.
-    Powers of REDUCTION keep the rungs aligned, and a budget maps to one length, so a rerun
-    resumes the same search."""
-    growth = 1
-    while growth < MAX_GROWTH and base * growth * REDUCTION * per_epoch_s <= seconds:
-        growth *= REDUCTION
-    return base * growth
 
 
 def default_candidate(allowed: list[Candidate]) -> Candidate | None:
@@ -71,11 +36,6 @@ def default_candidate(allowed: list[Candidate]) -> Candidate | None:
         return None
     top = max(c.params for c in pool)
     return next(c for c in pool if c.params == top)  # the grid lists a size's shapes in search_shapes order
-
-
-def _rungs(max_epochs: int) -> list[int]:
-    r = max(1, round(max_epochs / REDUCTION ** 2))
-    return sorted({min(r, max_epochs), min(r * REDUCTION, max_epochs), max_epochs})
 
 
 @dataclass(frozen=True)
