@@ -32,11 +32,16 @@ SETS: dict[str, tuple[str, dict]] = {
     "BasicMotions": ("tsc:BasicMotions", {}),
     "JapaneseVowels": ("tsc:JapaneseVowels", {}),
     "OSULeaf": ("tsc:OSULeaf", {}),
+    "ACSF1": ("tsc:ACSF1", {}),
+    "PLAID": ("tsc:PLAID", {}),
     "sunspots": ("forecast:sunspots", {}),
     "airpassengers": ("forecast:airpassengers", {}),
     "co2": ("forecast:co2", {}),
     "lynx": ("forecast:lynx", {}),
     "wineind": ("forecast:wineind", {}),
+    "ausbeer": ("forecast:ausbeer", {}),
+    "woolyrnq": ("forecast:woolyrnq", {}),
+    "taylor": ("forecast:taylor", {}),
     "smnist-digits": ("smnist:digits", {}),
     "pmnist-digits": ("pmnist:digits", {}),
     "adding-100": ("adding", {"seq_len": 100, "n_train": 2000, "n_valid": 256, "n_test": 256}),
@@ -45,6 +50,7 @@ SETS: dict[str, tuple[str, dict]] = {
     "periodic-32": ("probe:periodic", {"level": 32, "seq_len": 128, "n_train": 1000, "n_valid": 256, "n_test": 256}),
     "chorales": ("chorales", {}),
     "ptb-char-slice": ("ptb_char", {"seq_len": 100, "valid_len": 80, "max_tokens": 200_000}),
+    "ptb-word-slice": ("ptb_word", {"seq_len": 80, "valid_len": 40, "max_tokens": 200_000}),
 }
 STEPS = 400          # optimizer steps per trial, on every set: equal effort, whatever the set's size
 MAX_EPOCHS = 300
