@@ -9,12 +9,15 @@ test metrics; trials are cached in the store (results/recommend_quality.db), so 
 
 ``--default-seeds K`` trains the default first try for the same wall time with seeds 0..K-1: its
 column is then their mean, and the noise the `>= default` judgment allows is the larger of the test
-standard error and the seeds' spread (one run's test SE does not cover how much a rerun moves).
+standard error and the seed noise of the difference (one run's test SE does not cover how much a
+rerun moves). recommend's answer is one seed's run and the column a mean of K, so that difference
+varies by sd * sqrt(1 + 1/K) over seeds, sd the seeds' standard deviation.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -47,6 +50,12 @@ def standard_error(task, db: Path, trial: dict, value: float | None) -> float | 
     if value is None:
         return None
     return metric_noise(task, run_dir_for(db, trial.get("run") or trial["key"]), value, "test")
+
+
+def seed_noise(seeded: list[float]) -> float:
+    """The seed noise of one run's metric minus the mean of ``seeded`` (runs of the same training
+    with other seeds): sd * sqrt(1 + 1/K)."""
+    return statistics.stdev(seeded) * math.sqrt(1 + 1 / len(seeded))
 
 
 def main() -> int:
@@ -107,7 +116,7 @@ def main() -> int:
             se = standard_error(task, Path(args.db), trials["default"], d_test)
             seeded = [v for v in [d_test, *(test_of(Path(args.db), t) for t in more)] if v is not None]
             if len(seeded) > 1:  # the default's mean over seeds; the noise includes their spread
-                d_test, se = statistics.fmean(seeded), max(se or 0.0, statistics.stdev(seeded))
+                d_test, se = statistics.fmean(seeded), max(se or 0.0, seed_noise(seeded))
             nondeep = rec.nondeep["test"] if rec.nondeep else None
             gap = None if grid_test is None else (grid_test - rec.trivial_test) * (1 if hib else -1)
             regret = None if not gap or gap <= 0 else (grid_test - rec_test) * (1 if hib else -1) / gap
@@ -127,7 +136,7 @@ def main() -> int:
         "Test metrics. `>= default`: recommend's answer is at least the default first try's (the largest TCN, the "
         "task's settings, trained for the same wall time) within its standard error (SE; accuracy: binomial, "
         "other metrics: over test batches of 16; with --default-seeds K > 1, the default's mean over K seeds and "
-        "the larger of that SE and the seeds' standard deviation). `regret`: the share of the gap between the "
+        "the larger of that SE and the seed noise of one run against that mean, sd * sqrt(1 + 1/K)). `regret`: the share of the gap between the "
         "trivial baseline and the grid's best (the portfolio's configurations at 400 optimizer steps) that "
         "recommend's answer misses (0: as good; negative: better).", "",
         md_table(head, rows), "", f"Mean regret: {mean:.3f} over {len(regrets)} runs.", "",
