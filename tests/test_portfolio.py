@@ -51,6 +51,18 @@ def test_the_order_follows_the_nearest_sets_and_complements_the_first_pick():
     assert all(s["name"] not in [n["name"] for n, _ in port.neighbours(s["props"], exclude=s["name"])] for s in sets)
 
 
+def test_a_left_out_set_does_not_weigh_in_the_neighbours_distances():
+    """Leave-one-set-out must see the corpus as if the set had never been in it: an outlier set (much
+    longer) left out must not shrink the length's weight in the distance to the others."""
+    sets = [_set("near-length", "classification", 100, {"a": 1.0}), _set("far-length", "classification", 160, {"a": 1.0}),
+            _set("outlier", "classification", 100_000, {"a": 1.0})]
+    sets[0]["props"]["noise"] = 0.9  # the length-matched set differs in noise
+    me = {**sets[0]["props"], "length": 160, "noise": 0.5}
+    with_it = Portfolio(sets, ["a"], {}).neighbours(me, k=2, exclude="outlier")
+    without = Portfolio(sets[:2], ["a"], {}).neighbours(me, k=2)
+    assert [(s["name"], round(d, 6)) for s, d in with_it] == [(s["name"], round(d, 6)) for s, d in without]
+
+
 def test_configurations_map_to_candidates_above_the_embedding(tmp_path):
     (tmp_path / "book.txt").write_text("the quick brown fox jumps over the lazy dog. " * 200)
     task = seqbench.create_task("custom", path=str(tmp_path / "book.txt"))

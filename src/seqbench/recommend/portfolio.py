@@ -126,7 +126,7 @@ class Portfolio:
         pool = [s for s in self.sets if s["name"] != exclude]
         if not pool:
             return []
-        feats = np.stack([features(s["props"]) for s in self.sets])
+        feats = np.stack([features(s["props"]) for s in pool])  # a left-out set does not scale the others
         scale = feats.std(0)
         scale[scale == 0] = 1.0
         scale[:len(KINDS)] = 1.0  # the kind's weight is its own, not the corpus's mix
